@@ -1,0 +1,146 @@
+"""``fashion-tune data``: prepare shard sets and inspect them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fashion_tune.cli.common import console, progress_bar
+
+app = typer.Typer(
+    help="Prepare Arrow shard sets from Fashion-MNIST, DeepFashion or an image folder; inspect them.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def prepare(
+    source: Annotated[
+        str, typer.Argument(help="Data source: fashion-mnist, deepfashion or folder.")
+    ],
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            help="Source folder. fashion-mnist: the four IDX .gz files (default: Debian's "
+            "/usr/share/datasets/fashion-mnist, else a download). deepfashion: the benchmark "
+            "root holding Anno/ and Eval/ (Category-and-Attribute or In-shop). folder: "
+            "ROOT/<class>/<image>."
+        ),
+    ] = None,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Output folder or URI (s3://, gs://, file://).")
+    ] = "data/shards",
+    size: Annotated[int, typer.Option(help="Square image size in px: 32, 64 or 128.")] = 32,
+    channels: Annotated[
+        int | None, typer.Option(help="1 (grayscale) or 3 (RGB); default: the source's own.")
+    ] = None,
+    margin: Annotated[
+        float, typer.Option(help="DeepFashion: grow each bbox by this fraction before cropping.")
+    ] = 0.1,
+    category_type: Annotated[
+        list[str] | None,
+        typer.Option(help="DeepFashion: keep upper / lower / full garments (repeatable)."),
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option(help="Keep only these class names (repeatable).")
+    ] = None,
+    view: Annotated[
+        list[str] | None,
+        typer.Option(help="DeepFashion In-shop: keep these views, e.g. front (repeatable)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Keep only the first N selected images (quick tries).")
+    ] = None,
+    shard_mb: Annotated[float, typer.Option(help="Upper bound on one shard file, MiB.")] = 256,
+    max_skip_frac: Annotated[
+        float,
+        typer.Option(help="Fail if more than this fraction of listed images is missing/corrupt."),
+    ] = 0.01,
+    workers: Annotated[
+        int | None, typer.Option(help="Decode processes (default: CPU count, at most 8).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a different or unfinished set in --out.")
+    ] = False,
+) -> None:
+    """Write a shard set: pre-resized uint8 images in Arrow IPC files plus a manifest.
+
+    Re-running the same command resumes an interrupted prepare; a finished set is left as is.
+    """
+    from fashion_tune.data.prepare import prepare as run_prepare
+    from fashion_tune.data.sources import SourceOptions
+
+    options = SourceOptions(
+        size=size,
+        channels=channels,
+        margin=margin,
+        category_types=tuple(category_type or ()),
+        categories=tuple(category or ()),
+        views=tuple(view or ()),
+        limit=limit,
+    )
+    with progress_bar(f"prepare {source}") as bar:
+        task = bar.tasks[0].id
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_prepare(
+            source,
+            path,
+            out,
+            options,
+            shard_mb=shard_mb,
+            max_skip_frac=max_skip_frac,
+            workers=workers,
+            overwrite=overwrite,
+            progress=on_progress,
+        )
+    m = result.manifest
+    if result.already_complete:
+        console.print(f"{result.location} already holds this set; nothing to do.")
+    elif result.resumed_shards:
+        console.print(f"resumed after {result.resumed_shards} finished shard(s)")
+    console.print(
+        f"wrote {m.rows:,} images ({len(m.shards)} shards, {len(m.skipped)} skipped) "
+        f"to {result.location}"
+    )
+    console.print(f"next: fashion-tune data inspect {out}")
+
+
+@app.command()
+def inspect(
+    location: Annotated[str, typer.Argument(help="Shard set folder or URI.")],
+    grid: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the per-class sample grid (default: DIR/samples.png)."),
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Samples per class in the grid.")] = 8,
+    verify: Annotated[
+        bool, typer.Option(help="Re-check every shard's SHA-256 (default: once per node).")
+    ] = False,
+) -> None:
+    """Print a shard set's manifest summary and write a PNG grid of real samples per class."""
+    from fashion_tune.data.inspect import summary_rows, write_grid
+    from fashion_tune.data.reader import ShardSet
+
+    shards = ShardSet(location, verify="full" if verify else "auto")
+    table = Table(show_header=False, box=None)
+    for key, value in summary_rows(shards):
+        table.add_row(f"[bold]{key}[/]", value)
+    console.print(table)
+    skipped = shards.manifest.skipped
+    for s in skipped[:5]:
+        console.print(f"  skipped {s.source_id}: {s.reason}", highlight=False)
+    if len(skipped) > 5:
+        console.print(f"  ... and {len(skipped) - 5} more (see manifest.json)")
+    if grid is None:
+        grid = (
+            shards.folder / "samples.png"
+            if shards.folder == Path(shards.location).expanduser().resolve()
+            else Path("samples.png")
+        )
+    console.print(f"sample grid: {write_grid(shards, grid, per_class)}")

@@ -1,0 +1,57 @@
+"""``fashion-tune data inspect``: a shard set's summary and a grid of real samples per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fashion_tune.data.reader import ShardSet
+from fashion_tune.grids import make_grid
+
+
+def summary_rows(shards: ShardSet) -> list[tuple[str, str]]:
+    m = shards.manifest
+    counts = m.split_counts()
+    total_bytes = sum(s.bytes for s in m.shards)
+    rows = [
+        ("location", shards.location),
+        ("source", m.source),
+        ("images", f"{m.rows:,} ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"),
+        ("image size", f"{m.image_size}x{m.image_size}, {m.channels} channel(s), layout {m.layout}"),
+        ("classes", f"{len(m.classes)}: {', '.join(m.classes[:12])}{' ...' if len(m.classes) > 12 else ''}"),
+        ("attributes", str(len(m.attributes))),
+        ("shards", f"{len(m.shards)} files, {total_bytes / 2**20:,.1f} MiB"),
+        ("skipped inputs", str(len(m.skipped))),
+        ("fingerprint", m.fingerprint),
+    ]
+    return rows
+
+
+def class_grid(shards: ShardSet, per_class: int = 8, split: str | None = None, seed: int = 0) -> Image.Image:
+    """One row per class (``per_class`` random real images each), class names on the left."""
+    rng = np.random.default_rng(seed)
+    rows_idx = shards.split_indices(split)
+    labels = shards.labels[rows_idx]
+    picks, names = [], []
+    for c, name in enumerate(shards.classes):
+        members = rows_idx[labels == c]
+        if len(members) == 0:
+            continue
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        chosen = np.concatenate([chosen, np.full(per_class - len(chosen), -1)])
+        picks.append(chosen)
+        names.append(f"{name} ({len(members):,})")
+    idx = np.concatenate(picks)
+    images = np.full((len(idx), *shards.shape), 255, np.uint8)
+    valid = idx >= 0
+    images[valid] = shards.gather(idx[valid])
+    scale = max(1, 64 // shards.image_size)
+    return make_grid(images, nrow=per_class, scale=scale, row_labels=names)
+
+
+def write_grid(shards: ShardSet, out: Path, per_class: int = 8) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    class_grid(shards, per_class).save(out)
+    return out

@@ -1,0 +1,285 @@
+"""Reading a shard set: memory-mapped Arrow shards -> uint8 batches.
+
+:class:`ShardSet` memory-maps every shard and views its image column as a
+``(rows, C, S, S)`` uint8 NumPy array without copying. A batch is one gather
+(``np.take``) from those views into a fresh array that becomes a torch tensor
+without a further copy.
+
+:class:`ShardBatches` is the training stream: a permutation per (seed, epoch),
+split between processes (``rank`` / ``world_size``) and DataLoader workers,
+resumable at any batch of any epoch.
+
+Integrity: every shard's size is checked on open (a truncated file is named);
+its SHA-256 is checked the first time this node opens that exact file
+(a stamp in the user cache remembers it), or always with ``verify="full"``.
+Remote sets (``s3://`` ...) are copied to a node-local cache under a file lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+from filelock import FileLock
+from torch.utils.data import IterableDataset, get_worker_info
+
+from fashion_tune.data.shards import MANIFEST, PROGRESS, Manifest, ShardInfo
+from fashion_tune.data.storage import Store, cache_root, sha256_file
+from fashion_tune.errors import DataError
+
+Verify = Literal["auto", "full", "size"]
+
+
+def _verified_stamp(path: Path, info: ShardInfo) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{info.sha256}"
+    return cache_root() / "verified" / hashlib.sha1(key.encode()).hexdigest()
+
+
+def _verify_shard(path: Path, info: ShardInfo, verify: Verify) -> None:
+    size = path.stat().st_size
+    if size != info.bytes:
+        raise DataError(f"shard {path} is truncated or altered: {size} bytes, expected {info.bytes}")
+    if verify == "size":
+        return
+    stamp = _verified_stamp(path, info) if verify == "auto" else None
+    if stamp is not None and stamp.exists():
+        return
+    if sha256_file(path) != info.sha256:
+        raise DataError(f"shard {path} fails its checksum: the file is corrupt; prepare it again")
+    if stamp is not None:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.touch()
+
+
+def _read_manifest(store: Store) -> Manifest:
+    if not store.exists(MANIFEST):
+        if store.exists(PROGRESS):
+            raise DataError(
+                f"{store.location} is an unfinished prepare (no {MANIFEST}); "
+                "run the same fashion-tune data prepare command again to finish it"
+            )
+        raise DataError(f"{store.location} is not a shard set: no {MANIFEST} there")
+    return Manifest.from_json(store.read_bytes(MANIFEST).decode(), store.describe(MANIFEST))
+
+
+def _local_copy(store: Store, manifest: Manifest) -> Path:
+    """Copy a remote set into the node-local cache once (under a lock); return the folder."""
+    key = hashlib.sha1(f"{store.location}|{manifest.fingerprint}".encode()).hexdigest()[:16]
+    folder = cache_root() / "shards" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        done = folder / ".complete"
+        if not done.exists():
+            for info in manifest.shards:
+                dest = folder / info.file
+                if dest.exists() and dest.stat().st_size == info.bytes:
+                    if sha256_file(dest) == info.sha256:
+                        continue
+                store.download(info.file, dest)
+                if sha256_file(dest) != info.sha256:
+                    dest.unlink()
+                    raise DataError(f"shard {store.describe(info.file)} fails its checksum")
+            (folder / MANIFEST).write_text(manifest.to_json())
+            done.touch()
+    return folder
+
+
+class ShardSet:
+    """A memory-mapped shard set. Picklable: workers re-open it lazily."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        *,
+        cache: Literal["auto", "always", "never"] = "auto",
+        verify: Verify = "auto",
+    ):
+        self.location = str(location)
+        self._cache = cache
+        self._verify: Verify = verify
+        store = Store.open(self.location)
+        self.manifest = _read_manifest(store)
+        remote = not store.is_local
+        if cache == "always" or (cache == "auto" and remote):
+            self.folder = _local_copy(store, self.manifest)
+        elif remote:
+            raise DataError(f"{self.location} is remote; it must be cached (cache='never' given)")
+        else:
+            self.folder = Path(store.root)
+        m = self.manifest
+        self.shape = (m.channels, m.image_size, m.image_size)
+        self._open(verify)
+
+    # -- opening -----------------------------------------------------------------------------
+    def _open(self, verify: Verify) -> None:
+        chunks: list[np.ndarray] = []
+        labels, splits = [], []
+        self._maps = []
+        attrs: list[np.ndarray] = []
+        for info in self.manifest.shards:
+            path = self.folder / info.file
+            if not path.exists():
+                raise DataError(f"shard {path} is missing")
+            _verify_shard(path, info, verify)
+            try:
+                mm = pa.memory_map(str(path), "r")
+                reader = pa.ipc.open_file(mm)
+                batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"shard {path} cannot be read: {exc}") from None
+            self._maps.append(mm)
+            rows = sum(b.num_rows for b in batches)
+            if rows != info.rows:
+                raise DataError(f"shard {path} holds {rows} rows, manifest says {info.rows}")
+            for b in batches:
+                chunks.append(self._image_view(b))
+                labels.append(b.column("label").to_numpy())
+                splits.append(b.column("split").to_numpy())
+                if self.manifest.attributes:
+                    col = b.column("attributes")
+                    attrs.append(col.values.to_numpy().reshape(b.num_rows, -1))
+        self._chunks = chunks
+        self._starts = np.cumsum([0] + [len(c) for c in chunks])
+        self.labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+        self.splits = np.concatenate(splits).astype(np.int8) if splits else np.zeros(0, np.int8)
+        self._attrs = np.concatenate(attrs) if attrs else None
+
+    def _image_view(self, batch: pa.RecordBatch) -> np.ndarray:
+        col = batch.column("image")
+        row = self.manifest.image_bytes
+        buf = col.buffers()[1]
+        arr = np.frombuffer(buf, np.uint8, count=len(col) * row, offset=col.offset * row)
+        return arr.reshape(len(col), *self.shape)
+
+    def __getstate__(self) -> dict:
+        return {"location": self.location, "cache": self._cache, "verify": self._verify}
+
+    def __setstate__(self, state: dict) -> None:
+        # a worker re-opens the maps; the parent already checked every checksum
+        self.__init__(state["location"], cache=state["cache"], verify="size")  # type: ignore[misc]
+
+    # -- queries -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.manifest.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.manifest.channels
+
+    def split_indices(self, split: str | None) -> np.ndarray:
+        """Global row indices of one split (all rows for None), ascending."""
+        if split is None:
+            return np.arange(len(self), dtype=np.int64)
+        if split not in self.manifest.splits:
+            raise DataError(
+                f"split {split!r} is not in {self.location}; it has {', '.join(self.manifest.splits)}"
+            )
+        return np.flatnonzero(self.splits == self.manifest.splits.index(split)).astype(np.int64)
+
+    def gather(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images at global row indices ``idx`` as one (len(idx), C, S, S) uint8 array."""
+        if out is None:
+            out = np.empty((len(idx), *self.shape), np.uint8)
+        if len(self._chunks) == 1:
+            np.take(self._chunks[0], idx, axis=0, out=out)
+            return out
+        which = np.searchsorted(self._starts, idx, side="right") - 1
+        for c in np.unique(which):
+            sel = np.flatnonzero(which == c)
+            out[sel] = self._chunks[c][idx[sel] - self._starts[c]]
+        return out
+
+    def attributes(self, idx: np.ndarray) -> np.ndarray | None:
+        return None if self._attrs is None else self._attrs[idx]
+
+
+class ShardBatches(IterableDataset):
+    """Shuffled uint8 batches ``(images (B,C,S,S), labels (B,))`` of one split.
+
+    The order is a function of (seed, epoch) alone. Process ``rank`` of
+    ``world_size`` takes every ``world_size``-th row of the permutation; within a
+    process, DataLoader worker ``w`` of ``W`` yields batches ``w, w+W, ...`` (the
+    DataLoader interleaves them back in order). ``set_epoch(e, start_batch=b)``
+    resumes exactly at batch ``b`` of epoch ``e``. Use it with ``batch_size=None``.
+    """
+
+    def __init__(
+        self,
+        shards: ShardSet,
+        *,
+        split: str | None = "train",
+        batch_size: int = 64,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = True,
+    ):
+        if batch_size < 1:
+            raise DataError(f"batch size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} is outside world size {world_size}")
+        self.shards = shards
+        self.rows = shards.split_indices(split)
+        if len(self.rows) < batch_size * world_size and drop_last:
+            raise DataError(
+                f"split {split!r} has {len(self.rows)} rows, fewer than one batch of "
+                f"{batch_size} per process"
+            )
+        self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        per_rank = len(self.rows) // self.world_size
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return -(-per_rank // self.batch_size)
+
+    def epoch_rows(self, epoch: int) -> np.ndarray:
+        """This rank's rows for ``epoch``, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = self.rows[rng.permutation(len(self.rows))]
+        per_rank = len(perm) // self.world_size
+        return perm[self.rank :: self.world_size][:per_rank]
+
+    def batch_rows(self, epoch: int, batch: int) -> np.ndarray:
+        rows = self.epoch_rows(epoch)
+        return np.sort(rows[batch * self.batch_size : (batch + 1) * self.batch_size])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        rows = self.epoch_rows(self.epoch)
+        labels = self.shards.labels
+        for b in range(self.start_batch, len(self)):
+            if (b - self.start_batch) % nworkers != wid:
+                continue
+            # sorted rows within a batch: sequential pages of the memory map
+            idx = np.sort(rows[b * self.batch_size : (b + 1) * self.batch_size])
+            yield torch.from_numpy(self.shards.gather(idx)), torch.from_numpy(labels[idx])
+
+
+def open_shards(location: str | os.PathLike[str], **kwargs: object) -> ShardSet:
+    return ShardSet(location, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""Where shard sets live: a local folder or a pyarrow filesystem URI.
+
+A :class:`Store` is one folder on any pyarrow filesystem (local path, ``file://``,
+``s3://``, ``gs://``, ``hdfs://``). Writes are atomic: a file is written under a
+temporary name and moved into place, so a reader never sees half a file. On
+object stores the move is a copy + delete; each object appears whole or not at all.
+
+Remote shard sets are copied once per node into a local cache (under a file
+lock, so concurrent trials on one node copy it once) and then memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from fashion_tune.errors import DataError
+
+_URI_SCHEMES = ("file://", "s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "abfs://", "abfss://")
+
+
+def is_uri(location: str) -> bool:
+    return location.startswith(_URI_SCHEMES)
+
+
+def cache_root() -> Path:
+    """Per-user cache for remote shard copies and verification stamps.
+
+    ``FASHION_TUNE_CACHE`` overrides it; otherwise ``$XDG_CACHE_HOME/fashion-tune``
+    or ``~/.cache/fashion-tune``, falling back to the temp dir if HOME is unwritable.
+    """
+    env = os.environ.get("FASHION_TUNE_CACHE")
+    if env:
+        root = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "fashion-tune"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        root = Path(tempfile.gettempdir()) / f"fashion-tune-cache-{os.getuid()}"
+        root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@dataclass(frozen=True)
+class Store:
+    """One folder on a pyarrow filesystem."""
+
+    fs: pafs.FileSystem
+    root: str  # path inside ``fs``
+    location: str  # what the user gave, for messages
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str]) -> Store:
+        loc = str(location)
+        if is_uri(loc):
+            try:
+                fs, path = pafs.FileSystem.from_uri(loc)
+            except Exception as exc:  # pyarrow raises ArrowInvalid / OSError flavours
+                raise DataError(f"cannot open {loc}: {exc}") from None
+            return cls(fs, path.rstrip("/"), loc)
+        return cls(pafs.LocalFileSystem(), str(Path(loc).expanduser().resolve()), loc)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def describe(self, name: str) -> str:
+        """A file's name as the user would write it."""
+        return f"{self.location.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(self.path(name)).type != pafs.FileType.NotFound
+
+    def size(self, name: str) -> int:
+        info = self.fs.get_file_info(self.path(name))
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"missing file {self.describe(name)}")
+        return int(info.size)
+
+    def listdir(self) -> list[str]:
+        info = self.fs.get_file_info(self.root)
+        if info.type == pafs.FileType.NotFound:
+            return []
+        if info.type != pafs.FileType.Directory:
+            raise DataError(f"{self.location} exists and is not a folder")
+        sel = pafs.FileSelector(self.root, recursive=False)
+        return sorted(Path(i.path).name for i in self.fs.get_file_info(sel))
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.fs.open_input_stream(self.path(name)) as f:
+            return bytes(f.read())
+
+    def write_atomic(self, name: str, data: bytes | memoryview) -> None:
+        """Write ``name`` whole or not at all: temp file, then a move into place."""
+        self.fs.create_dir(self.root, recursive=True)
+        tmp = self.path(f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            if self.is_local:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            self.fs.move(tmp, self.path(name))
+        except BaseException:
+            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                self.fs.delete_file(tmp)
+            raise
+
+    def delete(self, name: str) -> None:
+        if self.exists(name):
+            self.fs.delete_file(self.path(name))
+
+    def download(self, name: str, dest: Path) -> None:
+        """Copy one file to a local path (atomically, via a temp file beside it)."""
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            with self.fs.open_input_stream(self.path(name)) as src, open(tmp, "wb") as out:
+                while chunk := src.read(16 << 20):
+                    out.write(chunk)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

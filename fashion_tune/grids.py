@@ -1,0 +1,49 @@
+"""Image grids: uint8 or [-1, 1] float batches -> one PIL image, optionally with row labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+
+def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, C, H, W) in uint8, or float in [-1, 1] (generator output) -> uint8 NumPy."""
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8:
+            images = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return images.cpu().numpy()
+    return images.astype(np.uint8, copy=False)
+
+
+def make_grid(
+    images: torch.Tensor | np.ndarray,
+    nrow: int = 8,
+    pad: int = 2,
+    scale: int = 1,
+    row_labels: list[str] | None = None,
+    pad_value: int = 255,
+) -> Image.Image:
+    """Tile (N, C, H, W) images ``nrow`` per row; ``scale`` enlarges small images (nearest)."""
+    arr = to_uint8(images)
+    n, c, h, w = arr.shape
+    rows = -(-n // nrow)
+    grid = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        grid[:, y : y + h, x : x + w] = arr[i]
+    img = Image.fromarray(grid[0] if c == 1 else grid.transpose(1, 2, 0))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    if row_labels:
+        font = ImageFont.load_default()
+        label_w = 8 + max(int(font.getlength(t)) for t in row_labels)
+        canvas = Image.new(img.mode, (img.width + label_w, img.height), pad_value)
+        canvas.paste(img, (label_w, 0))
+        draw = ImageDraw.Draw(canvas)
+        cell = (h + pad) * scale
+        for r, text in enumerate(row_labels[:rows]):
+            draw.text((4, pad * scale + r * cell + cell // 2 - 6), text, fill=0)
+        img = canvas
+    return img

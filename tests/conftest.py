@@ -1,0 +1,49 @@
+"""Shared fixtures: real Fashion-MNIST shards, an isolated cache, CLI helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "fashion_tune"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    base = tmp_path_factory.mktemp("env")
+    os.environ["FASHION_TUNE_CACHE"] = str(base / "cache")
+    os.environ["MPLCONFIGDIR"] = str(base / "mpl")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def fmnist32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Fashion-MNIST data set as 32 px shards (prepared once per session)."""
+    from fashion_tune.data.prepare import prepare
+    from fashion_tune.data.sources import SourceOptions
+
+    out = tmp_path_factory.mktemp("fmnist32") / "shards"
+    prepare("fashion-mnist", None, str(out), SourceOptions(size=32))
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real ``fashion-tune`` entry point in a subprocess."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user error: non-zero exit, no traceback, one 'error:' line naming the fragments."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
