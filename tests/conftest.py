@@ -32,7 +32,9 @@ def fmnist32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real ``fashion-tune`` entry point in a subprocess."""
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout

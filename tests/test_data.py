@@ -68,7 +68,10 @@ def test_shuffle_is_deterministic_and_epochs_differ(fmnist32: Path) -> None:
 
 def test_ranks_and_workers_partition_an_epoch(fmnist32: Path) -> None:
     shards = ShardSet(fmnist32)
-    ranks = [ShardBatches(shards, split="test", batch_size=50, seed=1, rank=r, world_size=3) for r in range(3)]
+    ranks = [
+        ShardBatches(shards, split="test", batch_size=50, seed=1, rank=r, world_size=3)
+        for r in range(3)
+    ]
     rows = [r.epoch_rows(0) for r in ranks]
     allrows = np.concatenate(rows)
     assert len(np.unique(allrows)) == len(allrows)  # disjoint
@@ -111,7 +114,9 @@ def test_output_holding_a_different_set_is_refused(tmp_path: Path) -> None:
     prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=200))
     with pytest.raises(DataError, match="already holds a different shard set"):
         prepare("fashion-mnist", None, str(out), SourceOptions(size=64, limit=200))
-    res = prepare("fashion-mnist", None, str(out), SourceOptions(size=64, limit=200), overwrite=True)
+    res = prepare(
+        "fashion-mnist", None, str(out), SourceOptions(size=64, limit=200), overwrite=True
+    )
     assert ShardSet(out).image_size == 64 and res.manifest.rows == 200
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
@@ -189,14 +194,18 @@ def test_folder_source_with_a_corrupt_image(tmp_path: Path) -> None:
     (root / "skirts" / "bad.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(DataError, match="could not be used"):
         prepare("folder", str(root), str(tmp_path / "strict"), SourceOptions(size=32))
-    res = prepare("folder", str(root), str(tmp_path / "ok"), SourceOptions(size=32), max_skip_frac=0.2)
+    res = prepare(
+        "folder", str(root), str(tmp_path / "ok"), SourceOptions(size=32), max_skip_frac=0.2
+    )
     m = res.manifest
     assert m.classes == ["shirts", "skirts"] and m.rows == 10 and m.channels == 3
     assert [s.source_id for s in m.skipped] == ["skirts/bad.jpg"]
     assert "corrupt image" in m.skipped[0].reason
     shards = ShardSet(tmp_path / "ok")
     reds = shards.gather(np.flatnonzero(shards.labels == 0))
-    assert reds[:, 0].mean() > 150 and reds[:, 2].mean() < 80  # RGB kept, padded with its own colour
+    assert (
+        reds[:, 0].mean() > 150 and reds[:, 2].mean() < 80
+    )  # RGB kept, padded with its own colour
 
 
 def test_cli_prepare_and_inspect(tmp_path: Path) -> None:
@@ -216,8 +225,14 @@ def test_cli_prepare_and_inspect(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["data", "prepare", "fashion-mnist", "/no/such/dir", "--out", "{tmp}/o"], ["/no/such/dir"]),
-        (["data", "prepare", "fashion-mnist", "--size", "48", "--out", "{tmp}/o"], ["48", "32, 64, 128"]),
+        (
+            ["data", "prepare", "fashion-mnist", "/no/such/dir", "--out", "{tmp}/o"],
+            ["/no/such/dir"],
+        ),
+        (
+            ["data", "prepare", "fashion-mnist", "--size", "48", "--out", "{tmp}/o"],
+            ["48", "32, 64, 128"],
+        ),
         (["data", "prepare", "imagenet", "--out", "{tmp}/o"], ["unknown source", "deepfashion"]),
         (["data", "prepare", "fashion-mnist", "--category", "Hat", "--out", "{tmp}/o"], ["Hat"]),
         (["data", "inspect", "{tmp}"], ["not a shard set"]),

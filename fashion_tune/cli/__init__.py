@@ -8,6 +8,7 @@ import typer
 
 from fashion_tune.cli import data
 from fashion_tune.cli.common import console, err_console
+from fashion_tune.cli.trial import _config_epilog, trial
 from fashion_tune.errors import FashionTuneError
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(data.app, name="data")
+app.command(epilog=_config_epilog())(trial)
 
 
 def main() -> None:

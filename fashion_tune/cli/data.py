@@ -11,7 +11,7 @@ from rich.table import Table
 from fashion_tune.cli.common import console, progress_bar
 
 app = typer.Typer(
-    help="Prepare Arrow shard sets from Fashion-MNIST, DeepFashion or an image folder; inspect them.",
+    help="Prepare Arrow shard sets (Fashion-MNIST, DeepFashion, an image folder) and inspect them.",
     no_args_is_help=True,
 )
 

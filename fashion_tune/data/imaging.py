@@ -25,7 +25,7 @@ def open_image(path: str) -> Image.Image:
 def border_color(arr: np.ndarray) -> tuple[int, ...]:
     """Mean colour of the outermost pixel ring: pads product shots with their own background."""
     ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).reshape(-1, arr.shape[-1])
-    return tuple(int(round(v)) for v in ring.mean(axis=0))
+    return tuple(round(v) for v in ring.mean(axis=0))
 
 
 def to_square(
@@ -47,8 +47,8 @@ def to_square(
         box = (
             max(0, int(x1 - mx)),
             max(0, int(y1 - my)),
-            min(w, int(round(x2 + mx))),
-            min(h, int(round(y2 + my))),
+            min(w, round(x2 + mx)),
+            min(h, round(y2 + my)),
         )
         if box[2] <= box[0] or box[3] <= box[1]:
             raise SkipImage(f"bounding box {bbox} lies outside the {w}x{h} image")

@@ -19,8 +19,14 @@ def summary_rows(shards: ShardSet) -> list[tuple[str, str]]:
         ("location", shards.location),
         ("source", m.source),
         ("images", f"{m.rows:,} ({', '.join(f'{k} {v:,}' for k, v in counts.items())})"),
-        ("image size", f"{m.image_size}x{m.image_size}, {m.channels} channel(s), layout {m.layout}"),
-        ("classes", f"{len(m.classes)}: {', '.join(m.classes[:12])}{' ...' if len(m.classes) > 12 else ''}"),
+        (
+            "image size",
+            f"{m.image_size}x{m.image_size}, {m.channels} channel(s), layout {m.layout}",
+        ),
+        (
+            "classes",
+            f"{len(m.classes)}: {', '.join(m.classes[:12])}{' ...' if len(m.classes) > 12 else ''}",
+        ),
         ("attributes", str(len(m.attributes))),
         ("shards", f"{len(m.shards)} files, {total_bytes / 2**20:,.1f} MiB"),
         ("skipped inputs", str(len(m.skipped))),
@@ -29,7 +35,9 @@ def summary_rows(shards: ShardSet) -> list[tuple[str, str]]:
     return rows
 
 
-def class_grid(shards: ShardSet, per_class: int = 8, split: str | None = None, seed: int = 0) -> Image.Image:
+def class_grid(
+    shards: ShardSet, per_class: int = 8, split: str | None = None, seed: int = 0
+) -> Image.Image:
     """One row per class (``per_class`` random real images each), class names on the left."""
     rng = np.random.default_rng(seed)
     rows_idx = shards.split_indices(split)

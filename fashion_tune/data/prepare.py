@@ -87,7 +87,8 @@ def _check_existing(store: Store, fp: str, overwrite: bool) -> dict | None:
         if not overwrite:
             raise DataError(
                 f"{store.location} already holds a different shard set ({old.source}, "
-                f"{old.image_size}px, fingerprint {old.fingerprint}); use another --out or --overwrite"
+                f"{old.image_size}px, fingerprint {old.fingerprint}); "
+                "use another --out or --overwrite"
             )
     elif PROGRESS in names:
         progress = json.loads(store.read_bytes(PROGRESS))
@@ -103,7 +104,7 @@ def _check_existing(store: Store, fp: str, overwrite: bool) -> dict | None:
             f"{store.location} is not empty and is not a shard set; choose an empty or new --out"
         )
     for name in names:
-        if name == MANIFEST or name == PROGRESS or name.startswith("shard-"):
+        if name in (MANIFEST, PROGRESS) or name.startswith("shard-"):
             store.delete(name)
     return None
 

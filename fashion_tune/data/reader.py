@@ -45,7 +45,9 @@ def _verified_stamp(path: Path, info: ShardInfo) -> Path:
 def _verify_shard(path: Path, info: ShardInfo, verify: Verify) -> None:
     size = path.stat().st_size
     if size != info.bytes:
-        raise DataError(f"shard {path} is truncated or altered: {size} bytes, expected {info.bytes}")
+        raise DataError(
+            f"shard {path} is truncated or altered: {size} bytes, expected {info.bytes}"
+        )
     if verify == "size":
         return
     stamp = _verified_stamp(path, info) if verify == "auto" else None
@@ -79,9 +81,9 @@ def _local_copy(store: Store, manifest: Manifest) -> Path:
         if not done.exists():
             for info in manifest.shards:
                 dest = folder / info.file
-                if dest.exists() and dest.stat().st_size == info.bytes:
-                    if sha256_file(dest) == info.sha256:
-                        continue
+                same_size = dest.exists() and dest.stat().st_size == info.bytes
+                if same_size and sha256_file(dest) == info.sha256:
+                    continue
                 store.download(info.file, dest)
                 if sha256_file(dest) != info.sha256:
                     dest.unlink()
@@ -191,7 +193,8 @@ class ShardSet:
             return np.arange(len(self), dtype=np.int64)
         if split not in self.manifest.splits:
             raise DataError(
-                f"split {split!r} is not in {self.location}; it has {', '.join(self.manifest.splits)}"
+                f"split {split!r} is not in {self.location}; "
+                f"it has {', '.join(self.manifest.splits)}"
             )
         return np.flatnonzero(self.splits == self.manifest.splits.index(split)).astype(np.int64)
 

@@ -22,7 +22,16 @@ import pyarrow.fs as pafs
 
 from fashion_tune.errors import DataError
 
-_URI_SCHEMES = ("file://", "s3://", "gs://", "gcs://", "hdfs://", "viewfs://", "abfs://", "abfss://")
+_URI_SCHEMES = (
+    "file://",
+    "s3://",
+    "gs://",
+    "gcs://",
+    "hdfs://",
+    "viewfs://",
+    "abfs://",
+    "abfss://",
+)
 
 
 def is_uri(location: str) -> bool:
