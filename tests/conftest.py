@@ -49,3 +49,34 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
     assert len(lines) == 1, proc.stderr
     for frag in fragments:
         assert frag in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def fmnist_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 real Fashion-MNIST images at 32 px: enough for tiny trials and searches."""
+    from fashion_tune.data.prepare import prepare
+    from fashion_tune.data.sources import SourceOptions
+
+    out = tmp_path_factory.mktemp("fmnist-small") / "shards"
+    prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=3000))
+    return out
+
+
+def tiny_overrides(data: Path, **extra: object) -> dict:
+    """A trial config small enough to train a tick in about a second on one CPU thread."""
+    base = {
+        "data.path": str(data),
+        "data.batch_size": 32,
+        "model.z_dim": 16,
+        "model.g_width": 8,
+        "model.d_width": 8,
+        "schedule.total_kimg": 0.128,
+        "schedule.tick_kimg": 0.064,
+        "metrics.num_samples": 128,
+        "metrics.kid_subset_size": 64,
+        "metrics.kid_subsets": 5,
+        "runtime.threads": 1,
+        "runtime.device": "cpu",
+    }
+    base.update(extra)
+    return base
