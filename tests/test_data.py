@@ -241,3 +241,17 @@ def test_cli_prepare_and_inspect(tmp_path: Path) -> None:
 def test_cli_bad_input_is_one_line(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     proc = run_cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert_one_line_error(proc, *fragments)
+
+
+def test_gather_matches_row_by_row_reads_across_shards(tmp_path: Path) -> None:
+    out = _small_set(tmp_path)  # 2 shards of 1 MiB
+    shards = ShardSet(out)
+    assert len(shards._chunks) == 2
+    one_by_one = np.stack([shards.gather(np.array([i]))[0] for i in range(len(shards))])
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(shards), 300, replace=False)  # unsorted, both shards
+    np.testing.assert_array_equal(shards.gather(idx), one_by_one[idx])
+    srt = np.sort(idx)
+    np.testing.assert_array_equal(shards.gather_sorted(srt), one_by_one[srt])
+    with pytest.raises(IndexError):
+        shards.gather(np.array([len(shards)]))

@@ -199,16 +199,34 @@ class ShardSet:
         return np.flatnonzero(self.splits == self.manifest.splits.index(split)).astype(np.int64)
 
     def gather(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Images at global row indices ``idx`` as one (len(idx), C, S, S) uint8 array."""
+        """Images at global row indices ``idx`` (any order) as one (n, C, S, S) uint8 array."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"row index out of range for {len(self)} rows")
+        order = np.argsort(idx, kind="stable")
+        if out is None:
+            out = np.empty((len(idx), *self.shape), np.uint8)
+        if np.array_equal(order, np.arange(len(idx))):
+            return self.gather_sorted(idx, out)
+        out[order] = self.gather_sorted(idx[order])
+        return out
+
+    def gather_sorted(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``gather`` for ascending, in-range indices: the training hot path.
+
+        Each chunk's rows are one contiguous slice of ``idx``, copied straight into ``out``
+        (``mode="clip"`` lets NumPy write in place instead of buffering the result).
+        """
         if out is None:
             out = np.empty((len(idx), *self.shape), np.uint8)
         if len(self._chunks) == 1:
-            np.take(self._chunks[0], idx, axis=0, out=out)
+            np.take(self._chunks[0], idx, axis=0, out=out, mode="clip")
             return out
-        which = np.searchsorted(self._starts, idx, side="right") - 1
-        for c in np.unique(which):
-            sel = np.flatnonzero(which == c)
-            out[sel] = self._chunks[c][idx[sel] - self._starts[c]]
+        bounds = np.searchsorted(idx, self._starts)
+        for c, chunk in enumerate(self._chunks):
+            lo, hi = bounds[c], bounds[c + 1]
+            if hi > lo:
+                np.take(chunk, idx[lo:hi] - self._starts[c], axis=0, out=out[lo:hi], mode="clip")
         return out
 
     def attributes(self, idx: np.ndarray) -> np.ndarray | None:
@@ -222,7 +240,9 @@ class ShardBatches(IterableDataset):
     ``world_size`` takes every ``world_size``-th row of the permutation; within a
     process, DataLoader worker ``w`` of ``W`` yields batches ``w, w+W, ...`` (the
     DataLoader interleaves them back in order). ``set_epoch(e, start_batch=b)``
-    resumes exactly at batch ``b`` of epoch ``e``. Use it with ``batch_size=None``.
+    resumes exactly at batch ``b`` of epoch ``e``. Iterate it in the main process: a batch
+    costs ~14 us at 32 px, while a DataLoader worker's hand-over to the main process alone
+    costs ~1 ms (benchmarks/RESULTS.md). With workers, use ``batch_size=None``.
     """
 
     def __init__(
@@ -274,14 +294,26 @@ class ShardBatches(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
-        rows = self.epoch_rows(self.epoch)
-        labels = self.shards.labels
-        for b in range(self.start_batch, len(self)):
+        n = len(self)
+        bs = self.batch_size
+        rows = self.epoch_rows(self.epoch)[: n * bs]
+        if self.drop_last:
+            # rows sorted within each batch (sequential pages of the memory map), and the
+            # whole epoch's labels looked up at once
+            rows = np.sort(rows.reshape(n, bs), axis=1).reshape(-1)
+        labels = torch.from_numpy(self.shards.labels[rows])
+        for b in range(self.start_batch, n):
             if (b - self.start_batch) % nworkers != wid:
                 continue
-            # sorted rows within a batch: sequential pages of the memory map
-            idx = np.sort(rows[b * self.batch_size : (b + 1) * self.batch_size])
-            yield torch.from_numpy(self.shards.gather(idx)), torch.from_numpy(labels[idx])
+            idx = rows[b * bs : (b + 1) * bs]
+            if not self.drop_last:
+                idx = np.sort(idx)
+                yield (
+                    torch.from_numpy(self.shards.gather_sorted(idx)),
+                    torch.from_numpy(self.shards.labels[idx]),
+                )
+                continue
+            yield torch.from_numpy(self.shards.gather_sorted(idx)), labels[b * bs : (b + 1) * bs]
 
 
 def open_shards(location: str | os.PathLike[str], **kwargs: object) -> ShardSet:

@@ -189,8 +189,8 @@ def encode_shard(
     )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
-        # one record batch per ~64 MiB keeps the reader's chunk list short
-        writer.write_table(table, max_chunksize=max(1, (64 << 20) // max(1, image_bytes)))
+        # one record batch per shard: the reader gathers from a single contiguous view
+        writer.write_table(table, max_chunksize=max(1, n))
     buf = sink.getvalue()
     counts = np.bincount(splits.astype(np.int64), minlength=len(split_names))
     info = ShardInfo(
