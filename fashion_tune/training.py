@@ -143,6 +143,7 @@ def train(
     progress: Callable[[float, float, dict[str, Any]], None] | None = None,
     log: Callable[[str], None] = print,
     keep_checkpoints: int = 2,
+    checkpoint_root: str | Path | None = None,
 ) -> TrialResult:
     """Train one GAN; see the module docstring for the callback contract."""
     run_dir = Path(run_dir)
@@ -209,8 +210,15 @@ def train(
         G_step, D_step = G, D
 
     ref = load_reference(shards, cfg.metrics.num_samples, device="cpu", log=log)
+    inception = None
+    if cfg.metrics.inception:
+        from fashion_tune.metrics.features import cache_dir_for
+        from fashion_tune.metrics.inception import InceptionMetric
+
+        n_inc = min(cfg.metrics.inception_samples, cfg.metrics.num_samples)
+        inception = InceptionMetric(shards, n_inc, cache_dir_for(shards), str(device))
     evaluator = Evaluator(
-        ref, cfg.metrics, G.z_dim, _label_freq(shards, cfg.data.split, num_classes)
+        ref, cfg.metrics, G.z_dim, _label_freq(shards, cfg.data.split, num_classes), inception
     )
     grid_rows = min(num_classes, 10) if num_classes else 8
     grid_z = fixed_noise(grid_rows * GRID_COLS, G.z_dim, rt.seed + 7)
@@ -278,7 +286,8 @@ def train(
     samples_path: Path | None = None
     best: dict[str, Any] = min(history, key=lambda r: r["kid"]) if history else {}
     metrics: dict[str, Any] = history[-1] if history else {}
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = Path(checkpoint_root) if checkpoint_root else run_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     if progress:
         progress(nimg / 1000, sch.total_kimg, metrics)
     while nimg < total_nimg:
@@ -312,15 +321,13 @@ def train(
 
         # -- maintenance: metrics, samples, checkpoint, report -----------------------------
         t1 = time.perf_counter()
+        # a diverged trial reports NaN metrics: ASHA's cutoffs skip NaN (an inf would
+        # poison the percentile), and the searcher records the trial as failed
+        nan = float("nan")
         scores = (
             evaluator(G_ema)
             if not diverged
-            else {
-                "fd": float("inf"),
-                "kid": float("inf"),
-                "sym_gap": float("inf"),
-                "sym_asym": float("inf"),
-            }
+            else {"fd": nan, "kid": nan, "sym_gap": nan, "sym_asym": nan}
         )
         eval_s = time.perf_counter() - t1
         metrics = {

@@ -36,4 +36,4 @@ else
   fi
   UV=.tools/bin/uv
 fi
-"$UV" sync --locked --quiet
+"$UV" sync --locked --quiet --extra inception

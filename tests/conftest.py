@@ -80,3 +80,23 @@ def tiny_overrides(data: Path, **extra: object) -> dict:
     }
     base.update(extra)
     return base
+
+
+SPACES = Path(__file__).resolve().parent / "spaces"
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Path) -> Path:
+    """A real, finished search (embedded Ray, Optuna, ASHA) of 6 tiny trials; ~40 s."""
+    storage = tmp_path_factory.mktemp("results")
+    proc = run_cli(
+        "search",
+        str(SPACES / "tiny.yaml"),
+        "--data",
+        str(fmnist_small),
+        "--storage",
+        str(storage),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "tiny"

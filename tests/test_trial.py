@@ -121,7 +121,7 @@ def test_divergence_ends_the_trial_cleanly(fmnist_small: Path, tmp_path: Path) -
     result = train(cfg, tmp_path, report=lambda m, c: reports.append((m, c)), log=lambda _: None)
     assert result.status == "diverged"
     last, last_ckpt = reports[-1]
-    assert last["diverged"] == 1 and last_ckpt is None and last["kid"] == math.inf
+    assert last["diverged"] == 1 and last_ckpt is None and math.isnan(last["kid"])
     assert last["kimg"] < 0.64  # it stopped early instead of training on NaNs
 
 
@@ -241,3 +241,64 @@ def test_trial_cli_end_to_end_and_resume(fmnist_small: Path, tmp_path: Path) -> 
 )
 def test_trial_cli_bad_input(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     assert_one_line_error(run_cli("trial", *args, "--out", str(tmp_path)), *fragments)
+
+
+def test_optional_inception_metrics(fmnist_small: Path, tmp_path: Path) -> None:
+    cfg = _cfg(
+        fmnist_small,
+        **{"metrics.inception": True, "metrics.inception_samples": 8, "schedule.total_kimg": 0.064},
+    )
+    result = train(cfg, tmp_path, log=lambda _: None)
+    assert math.isfinite(result.metrics["fid_inception"]) and result.metrics["fid_inception"] > 0
+    assert math.isfinite(result.metrics["kid_inception"])
+
+
+def test_inception_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from fashion_tune.errors import ConfigError
+    from fashion_tune.metrics import inception
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="uv sync --extra inception"):
+        inception._weights_path()
+
+
+def test_sample_cli_from_a_trial_checkpoint(fmnist_small: Path, tmp_path: Path) -> None:
+    import re
+
+    from PIL import Image
+
+    result = train(_cfg(fmnist_small), tmp_path / "run", log=lambda _: None)
+    assert result.checkpoint is not None
+    out = tmp_path / "grid.png"
+    proc = run_cli("sample", str(result.checkpoint), "--n", "16", "--seed", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    first = np.asarray(Image.open(out))
+    run_cli("sample", str(tmp_path / "run"), "--n", "16", "--seed", "3", "--out", str(out))
+    np.testing.assert_array_equal(first, np.asarray(Image.open(out)))  # fixed seed, same grid
+    proc = run_cli(
+        "sample",
+        str(result.checkpoint),
+        "--class",
+        "Trouser",
+        "--n",
+        "8",
+        "--symmetrize",
+        "--steps",
+        "30",
+        "--out",
+        str(tmp_path / "sym.png"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    before, after = map(float, re.search(r"asymmetry ([\d.]+) -> ([\d.]+)", proc.stdout).groups())
+    assert after < before
+    assert (tmp_path / "sym-compare.png").exists()
+    assert_one_line_error(
+        run_cli("sample", str(result.checkpoint), "--class", "Hat", "--out", str(out)),
+        "Hat",
+        "Trouser",
+    )
+    assert_one_line_error(
+        run_cli("sample", str(tmp_path), "--out", str(out)), "not a fashion-tune checkpoint"
+    )

@@ -8,6 +8,8 @@ import typer
 
 from fashion_tune.cli import data
 from fashion_tune.cli.common import console, err_console
+from fashion_tune.cli.sample import sample
+from fashion_tune.cli.search import search
 from fashion_tune.cli.trial import _config_epilog, trial
 from fashion_tune.errors import FashionTuneError
 
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command(epilog=_config_epilog())(trial)
+app.command()(search)
+app.command()(sample)
 
 
 def main() -> None:

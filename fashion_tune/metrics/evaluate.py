@@ -12,6 +12,7 @@ from torch import nn
 
 from fashion_tune.config import MetricsConfig
 from fashion_tune.metrics.features import Reference, embed
+from fashion_tune.metrics.inception import InceptionMetric
 from fashion_tune.metrics.stats import (
     frechet_distance,
     kernel_inception_distance,
@@ -31,8 +32,9 @@ class Evaluator:
         cfg: MetricsConfig,
         z_dim: int,
         label_freq: np.ndarray | None,
+        inception: InceptionMetric | None = None,
     ):
-        self.ref, self.cfg = ref, cfg
+        self.ref, self.cfg, self.inception = ref, cfg, inception
         n = cfg.num_samples
         self.z = fixed_noise(n, z_dim, EVAL_SEED)
         if label_freq is None:
@@ -45,12 +47,15 @@ class Evaluator:
     def __call__(self, G: nn.Module) -> dict[str, float]:
         fakes = generate(G, self.z, self.y)
         if not torch.isfinite(fakes).all():
-            return {"fd": float("inf"), "kid": float("inf"), "sym_gap": float("inf")}
+            nan = float("nan")  # non-finite images: no meaningful score
+            return {"fd": nan, "kid": nan, "sym_gap": nan, "sym_asym": nan}
         feats, pred = embed(self.ref.net, fakes)
         feats = feats / self.ref.scale
         mu, cov = mean_cov(feats)
         asym = mirror_asymmetry(fakes).numpy()
+        extra = self.inception(fakes[: self.cfg.inception_samples]) if self.inception else {}
         return {
+            **extra,
             "fd": frechet_distance(self.ref.mu, self.ref.cov, mu, cov),
             "kid": kernel_inception_distance(
                 self.ref.feats, feats, self.cfg.kid_subset_size, self.cfg.kid_subsets

@@ -86,7 +86,7 @@ class Reference:
     num_classes: int
 
 
-def _cache_dir(shards: ShardSet) -> Path:
+def cache_dir_for(shards: ShardSet) -> Path:
     beside = shards.folder / "_metrics"
     try:
         beside.mkdir(exist_ok=True)
@@ -176,7 +176,7 @@ def load_reference(
     shards: ShardSet, num_samples: int, device: torch.device | str = "cpu", log=print
 ) -> Reference:
     """The feature net and real statistics for ``shards``, from the cache or computed once."""
-    folder = _cache_dir(shards)
+    folder = cache_dir_for(shards)
     fp = shards.manifest.fingerprint
     net_path = folder / f"featnet-{_key(fp, FEATNET_VERSION, TRAIN_IMAGES, TRAIN_EPOCHS)}.pt"
     stats_path = folder / f"realstats-{_key(fp, FEATNET_VERSION, net_path.name, num_samples)}.npz"

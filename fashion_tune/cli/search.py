@@ -1,0 +1,107 @@
+"""``fashion-tune search``: many GAN trials on Ray Tune, with ASHA and Optuna."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fashion_tune.cli.common import console
+
+
+def search(
+    space: Annotated[
+        str, typer.Argument(help="Search-space YAML (see search_spaces/).")
+    ] = "search_spaces/quick.yaml",
+    data: Annotated[
+        str | None, typer.Option(help="Shard set folder or URI (default: the space's data.path).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster: 'auto' or ray://HOST:10001. Default: an embedded local Ray."
+        ),
+    ] = None,
+    storage: Annotated[
+        str, typer.Option(help="Where results live: a path (shared on clusters) or s3:// / gs://.")
+    ] = "results",
+    name: Annotated[
+        str | None, typer.Option(help="Experiment name (default: the space's name).")
+    ] = None,
+    num_samples: Annotated[int | None, typer.Option(help="Number of trials.")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Trials running at once.")] = None,
+    gpus_per_trial: Annotated[
+        float | None, typer.Option(help="GPUs per trial (fractions share a GPU).")
+    ] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Finish an interrupted experiment (same --storage / --name).")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Print the resolved space and one sampled trial config; run nothing."),
+    ] = False,
+    max_failures: Annotated[
+        int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
+    ] = 3,
+) -> None:
+    """Launch a hyperparameter search: Optuna proposes, ASHA early-stops, Ray schedules.
+
+    Every trial checkpoints each tick to --storage; a trial whose worker or node dies is
+    retried from its checkpoint, and --resume finishes an interrupted experiment without
+    re-running finished trials.
+    """
+    from fashion_tune.search.space import load_space
+    from fashion_tune.search.tuner import SearchOptions, experiment_path, resolve_fixed
+
+    sp = load_space(
+        space,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
+    )
+    opts = SearchOptions(
+        storage=storage,
+        name=name,
+        address=address,
+        data=data,
+        resume=resume,
+        max_failures=max_failures,
+    )
+    _, _, exp = experiment_path(sp, opts)
+    if dry_run:
+        console.print(f"[bold]space[/] {sp.path} ({sp.name}): {sp.description}")
+        console.print(
+            f"objective: {sp.mode} {sp.metric}; searcher {sp.searcher} (seed {sp.seed}); "
+            f"{sp.num_samples} trials, {sp.max_concurrent or 'auto'} at once; "
+            f"{sp.cpus_per_trial:g} CPU + {sp.gpus_per_trial:g} GPU per trial"
+        )
+        sch = sp.scheduler
+        console.print(
+            f"scheduler: {sch.type}, max {sp.max_kimg:g} kimg, grace {sch.grace_kimg:g} kimg, "
+            f"reduction factor {sch.reduction_factor:g}"
+        )
+        for p in sp.params:
+            when = f" when {dict(p.when)}" if p.when else ""
+            rng = list(p.values) if p.kind == "choice" else [p.low, p.high]
+            console.print(f"  {p.key}: {p.kind} {rng}{when}", highlight=False)
+        console.print(f"experiment: {exp}")
+        point = sp.sample(sp.seed)
+        console.print(f"sampled point: {point}", highlight=False)
+        cfg = sp.config_for(point).with_overrides(
+            {"data.path": resolve_fixed(sp, opts)["data.path"]}
+        )
+        console.print_json(cfg.to_json())
+        return
+    from fashion_tune.search.tuner import run_search
+
+    grid = run_search(sp, opts)
+    errors = sum(1 for r in grid if r.error)
+    console.print(f"experiment: {exp} ({len(grid)} trials, {errors} errored)")
+    try:
+        best = grid.get_best_result(sp.metric, sp.mode, scope="all")
+        console.print(f"best {sp.metric}: {best.metrics.get(sp.metric)} ({best.path})")
+    except RuntimeError:
+        pass
+    console.print(f"next: fashion-tune report {exp}")

@@ -1,0 +1,79 @@
+"""The Ray Tune function trainable: a thin adapter from ``train()``'s callbacks to ``tune.*``.
+
+Only ``ray.tune`` APIs are used (``tune.report``, ``tune.get_checkpoint``,
+``tune.Checkpoint``, ``tune.get_context``): ``ray.train.report`` fails inside Tune
+trials on Ray 2.60.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fashion_tune.config import TrialConfig
+from fashion_tune.training import train
+
+logger = logging.getLogger("fashion_tune.trial")
+LEDGER_DIR = "fashion_tune_finished"  # one JSON file per finished trial, in the experiment folder
+
+
+def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
+    """The recorded final result of a trial, if the ledger says it already finished."""
+    from fashion_tune.data.storage import Store
+
+    store = Store.open(f"{experiment.rstrip('/')}/{LEDGER_DIR}")
+    name = f"{trial_id}.json"
+    if not store.exists(name):
+        return None
+    return json.loads(store.read_bytes(name))
+
+
+def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) -> None:
+    """One search trial: fixed settings + the searcher's ``params`` -> ``train()``."""
+    import torch
+    from ray import tune
+
+    ctx = tune.get_context()
+    done = ledger_entry(experiment, ctx.get_trial_id())
+    if done is not None:
+        # finished before the driver died, after Ray's last state write: replay, don't re-run
+        tune.report(done["result"])
+        return
+    cfg = TrialConfig().with_overrides({**fixed, **params})
+    if cfg.runtime.threads == 0:
+        cpus = ctx.get_trial_resources().required_resources.get("CPU", 1)
+        torch.set_num_threads(max(1, int(cpus)))
+    run_dir = Path(ctx.get_trial_dir())
+    scratch = Path(tempfile.mkdtemp(prefix="fashion-tune-ckpt-"))
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        resume = checkpoint.to_directory(str(scratch / "restored"))
+
+    def report(metrics: dict[str, Any], path: Path | None) -> None:
+        clean = {
+            k: (v if not (isinstance(v, float) and math.isinf(v)) else float("nan"))
+            for k, v in metrics.items()
+        }
+        if path is None:
+            tune.report(clean)
+        else:
+            tune.report(clean, checkpoint=tune.Checkpoint.from_directory(str(path)))
+
+    try:
+        train(
+            cfg,
+            run_dir,
+            report=report,
+            resume=resume,
+            log=logger.info,
+            checkpoint_root=scratch / "ticks",
+            keep_checkpoints=1,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,307 @@
+"""Ray Tune wiring: Optuna proposes, ASHA stops, Ray schedules, storage keeps everything.
+
+Beyond Ray's defaults (each a known gap of Ray Tune 2.60):
+
+* a trial that ASHA stops is told to Optuna as PRUNED at its rung, a diverged one as
+  FAILED (Tune tells the searcher every ended trial is COMPLETE with its last value);
+* ASHA's rung records ride in a callback's ``get_state`` / ``set_state``, saved with
+  Ray's own experiment state, so they survive ``--resume`` (Ray restores the scheduler
+  as constructed);
+* every finished trial is recorded at once in ``fashion_tune_finished/`` in the
+  experiment folder, and a restored trial found there replays its result instead of
+  training again, so ``--resume`` never re-runs finished work (Ray writes its state at
+  most every few seconds); experiment state is written at every step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
+
+from fashion_tune.data.storage import Store, is_uri
+from fashion_tune.errors import FashionTuneError
+from fashion_tune.search.space import Space
+from fashion_tune.search.trainable import LEDGER_DIR, run_trial
+
+METRIC_COLUMNS = ["kimg", "kid", "fd", "sym_gap", "img_per_s"]
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about early-stopped and diverged trials."""
+
+    def __init__(self, *args: Any, max_kimg: float, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._max_kimg = max_kimg
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        import optuna
+
+        if error or not result or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        study: Any = self._ot_study
+        value = result.get(self._metric)
+        if result.get("diverged") or value is None or not math.isfinite(value):
+            study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+        elif result.get("kimg", math.inf) < self._max_kimg - 1e-6:
+            # stopped by ASHA: record its last value at its rung, then PRUNED
+            step = int(result.get("training_iteration", 0))
+            if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+                ot_trial.report(value, step)
+            study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(ot_trial, value, state=optuna.trial.TrialState.COMPLETE)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def study(self) -> Any:
+        return self._ot_study
+
+
+class AshaStateCallback(Callback):
+    """Carries ASHA's rung records in Ray's saved experiment state (Ray saves none)."""
+
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict | None:
+        brackets = getattr(self.scheduler, "_brackets", None)
+        if brackets is None:
+            return None
+        return {
+            "rungs": [[(m, dict(rec)) for m, rec in b._rungs] for b in brackets],
+            "num_stopped": getattr(self.scheduler, "_num_stopped", 0),
+        }
+
+    def set_state(self, state: dict) -> None:
+        brackets = getattr(self.scheduler, "_brackets", None)
+        if not state or brackets is None:
+            return
+        for bracket, rungs in zip(brackets, state["rungs"], strict=True):
+            bracket._rungs = [(m, dict(rec)) for m, rec in rungs]
+        self.scheduler._num_stopped = state.get("num_stopped", 0)
+
+
+class FinishedLedger(Callback):
+    """Records each finished trial's final result in the experiment folder, immediately."""
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = {k: v for k, v in (trial.last_result or {}).items() if _jsonable(v)}
+        store = Store.open(f"{self.experiment.rstrip('/')}/{LEDGER_DIR}")
+        entry = {"trial_id": trial.trial_id, "config": trial.config, "result": result}
+        store.write_atomic(f"{trial.trial_id}.json", json.dumps(entry, default=str).encode())
+
+
+def trial_name(trial: Any) -> str:
+    """Short trial names and folders (Ray's default folder name spells out every parameter)."""
+    return f"trial_{trial.trial_id}"
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (int, float, str, bool)) or v is None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    storage: str = "results"
+    name: str | None = None
+    address: str | None = None
+    data: str | None = None
+    resume: bool = False
+    max_failures: int = 3
+    verbose: int = 1
+
+
+def experiment_path(space: Space, opts: SearchOptions) -> tuple[str, str, str]:
+    """(storage root as Ray wants it, experiment name, experiment path)."""
+    storage = opts.storage if is_uri(opts.storage) else str(Path(opts.storage).resolve())
+    name = opts.name or space.name
+    return storage, name, f"{storage.rstrip('/')}/{name}"
+
+
+def resolve_fixed(space: Space, opts: SearchOptions) -> dict[str, Any]:
+    """The fixed overrides every trial gets, with a local data path made absolute."""
+    fixed = dict(space.fixed)
+    data = opts.data or fixed.get("data.path") or "data/fashion-mnist-32"
+    if not is_uri(data):
+        data = str(Path(data).expanduser().resolve())
+    fixed["data.path"] = data
+    return fixed
+
+
+def check_data(path: str) -> None:
+    """Fail before Ray starts if the shard set is not there (on the driver)."""
+    from fashion_tune.data.reader import _read_manifest
+
+    _read_manifest(Store.open(path))
+
+
+def build_tuner(space: Space, opts: SearchOptions) -> Any:
+    """The Tuner for a new experiment, or the restored one with ``opts.resume``."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    storage, name, exp = experiment_path(space, opts)
+    fixed = resolve_fixed(space, opts)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, fixed=fixed, experiment=exp),
+        {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
+    )
+    exists = Store.open(exp).exists("tuner.pkl")
+    if opts.resume:
+        if not exists:
+            raise FashionTuneError(f"no experiment to resume at {exp} (no tuner.pkl there)")
+        return tune.Tuner.restore(
+            exp, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    if exists:
+        raise FashionTuneError(
+            f"experiment {exp} already exists: pass --resume to continue it, "
+            "or --name to start a new one"
+        )
+    if space.scheduler.type == "asha":
+        scheduler: Any = AsyncHyperBandScheduler(
+            time_attr="kimg",
+            # kimg is fractional; Ray's int hints are narrower than its arithmetic
+            max_t=space.max_kimg,  # type: ignore[arg-type]
+            grace_period=space.scheduler.grace_kimg,  # type: ignore[arg-type]
+            reduction_factor=space.scheduler.reduction_factor,
+            brackets=1,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (
+        optuna.samplers.RandomSampler(seed=space.seed)
+        if space.searcher == "random"
+        else optuna.samplers.TPESampler(seed=space.seed)
+    )
+    searcher = PrunedAwareOptunaSearch(
+        space=space,
+        metric=space.metric,  # a define-by-run space: Tune does not pass these on
+        mode=space.mode,
+        points_to_evaluate=[dict(p) for p in space.points] or None,
+        sampler=sampler,
+        max_kimg=space.max_kimg,
+    )
+    callbacks = [AshaStateCallback(scheduler), FinishedLedger(exp)]
+    max_concurrent = space.max_concurrent or 0
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=space.metric,
+            mode=space.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=space.num_samples,
+            # OptunaSearch otherwise starts one pending trial at a time
+            max_concurrent_trials=max_concurrent or None,
+            reuse_actors=True,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            callbacks=callbacks,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2,
+                checkpoint_score_attribute=space.metric,
+                checkpoint_score_order=space.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            progress_reporter=tune.CLIReporter(
+                metric_columns=METRIC_COLUMNS,
+                # conditional parameters are absent from some trials: Ray's table needs all
+                parameter_columns=[p.key for p in space.params if not p.when][:6],
+                max_report_frequency=10,
+            ),
+            verbose=opts.verbose,
+        ),
+    )
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join a cluster (``address``) or start an embedded local Ray bound to localhost."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # state at every step
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+            )
+    except ConnectionError as exc:
+        raise FashionTuneError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+SEARCH_FILE = "fashion_tune_search.json"  # the resolved space, beside Ray's own state
+
+
+def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
+    """What ``report`` needs to know about the search without importing Ray's pickles."""
+    sch = space.scheduler
+    return {
+        "space_path": space.path,
+        "space_yaml": Path(space.path).read_text(),
+        "name": experiment_path(space, opts)[1],
+        "metric": space.metric,
+        "mode": space.mode,
+        "fixed": resolve_fixed(space, opts),
+        "params": [
+            {
+                "key": p.key,
+                "kind": p.kind,
+                "values": list(p.values),
+                "low": p.low,
+                "high": p.high,
+                "step": p.step,
+                "when": {k: list(v) for k, v in p.when},
+            }
+            for p in space.params
+        ],
+        "points": [dict(p) for p in space.points],
+        "scheduler": {
+            "type": sch.type,
+            "max_kimg": space.max_kimg,
+            "grace_kimg": sch.grace_kimg,
+            "reduction_factor": sch.reduction_factor,
+        },
+        "searcher": space.searcher,
+        "seed": space.seed,
+        "num_samples": space.num_samples,
+    }
+
+
+def run_search(space: Space, opts: SearchOptions) -> Any:
+    """Run (or resume) the search; returns Ray's ResultGrid."""
+    fixed = resolve_fixed(space, opts)
+    check_data(fixed["data.path"])
+    init_ray(opts.address)
+    tuner = build_tuner(space, opts)
+    store = Store.open(experiment_path(space, opts)[2])
+    if not opts.resume or not store.exists(SEARCH_FILE):
+        store.write_atomic(SEARCH_FILE, json.dumps(describe_search(space, opts), indent=1).encode())
+    return tuner.fit()
