@@ -280,7 +280,7 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
         raise _err(p, "scheduler.reduction_factor", "must be > 1")
     total = TrialConfig().with_overrides(fixed).schedule.total_kimg
     max_kimg = sched.max_kimg or total
-    if not 0 < sched.grace_kimg <= max_kimg:
+    if sched.type == "asha" and not 0 < sched.grace_kimg <= max_kimg:
         raise _err(p, "scheduler.grace_kimg", f"must be in (0, max_kimg={max_kimg:g}]")
 
     srch = dict(raw.get("searcher") or {})

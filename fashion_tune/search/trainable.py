@@ -20,6 +20,12 @@ from fashion_tune.training import train
 
 logger = logging.getLogger("fashion_tune.trial")
 LEDGER_DIR = "fashion_tune_finished"  # one JSON file per finished trial, in the experiment folder
+# result keys Tune fills in itself (a replayed result must not carry stale copies)
+RAY_AUTO_KEYS = frozenset(
+    "done training_iteration trial_id date timestamp time_this_iter_s time_total_s pid hostname "
+    "node_ip config time_since_restore iterations_since_restore checkpoint_dir_name "
+    "should_checkpoint experiment_tag".split()
+)
 
 
 def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
@@ -42,12 +48,17 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
     done = ledger_entry(experiment, ctx.get_trial_id())
     if done is not None:
         # finished before the driver died, after Ray's last state write: replay, don't re-run
-        tune.report(done["result"])
+        ours = {k: v for k, v in done["result"].items() if k not in RAY_AUTO_KEYS}
+        tune.report({**ours, "replayed": 1})
         return
     cfg = TrialConfig().with_overrides({**fixed, **params})
+    resources = ctx.get_trial_resources().required_resources
     if cfg.runtime.threads == 0:
-        cpus = ctx.get_trial_resources().required_resources.get("CPU", 1)
-        torch.set_num_threads(max(1, int(cpus)))
+        torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
+    gpus = float(resources.get("GPU", 0))
+    if 0 < gpus < 1 and cfg.runtime.gpu_mem_frac == 0:
+        # Ray's fractional GPUs are bookkeeping only: hold each trial to its share
+        cfg = cfg.with_overrides({"runtime.gpu_mem_frac": round(gpus * 0.95, 4)})
     run_dir = Path(ctx.get_trial_dir())
     scratch = Path(tempfile.mkdtemp(prefix="fashion-tune-ckpt-"))
     resume = None
@@ -55,11 +66,21 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
     if checkpoint is not None:
         resume = checkpoint.to_directory(str(scratch / "restored"))
 
+    # where each tick ran and what it resumed from: a moved or retried trial shows it
+    import ray
+
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "resumed_from_kimg": 0.0}
+    if resume is not None:
+        from fashion_tune.checkpoint import load
+
+        where["resumed_from_kimg"] = int(load(resume)[0]["nimg"]) / 1000
+
     def report(metrics: dict[str, Any], path: Path | None) -> None:
         clean = {
             k: (v if not (isinstance(v, float) and math.isinf(v)) else float("nan"))
             for k, v in metrics.items()
         }
+        clean.update(where)
         if path is None:
             tune.report(clean)
         else:

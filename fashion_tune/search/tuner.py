@@ -122,6 +122,7 @@ class SearchOptions:
     resume: bool = False
     max_failures: int = 3
     verbose: int = 1
+    callbacks: tuple[Any, ...] = ()  # extra Tune callbacks (tests inject faults with these)
 
 
 def experiment_path(space: Space, opts: SearchOptions) -> tuple[str, str, str]:
@@ -148,6 +149,18 @@ def check_data(path: str) -> None:
     _read_manifest(Store.open(path))
 
 
+def check_experiment(exp: str, resume: bool) -> None:
+    """--resume needs an experiment; a new search must not overwrite one."""
+    exists = Store.open(exp).exists("tuner.pkl")
+    if resume and not exists:
+        raise FashionTuneError(f"no experiment to resume at {exp} (no tuner.pkl there)")
+    if not resume and exists:
+        raise FashionTuneError(
+            f"experiment {exp} already exists: pass --resume to continue it, "
+            "or --name to start a new one"
+        )
+
+
 def build_tuner(space: Space, opts: SearchOptions) -> Any:
     """The Tuner for a new experiment, or the restored one with ``opts.resume``."""
     import optuna
@@ -160,17 +173,10 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
         tune.with_parameters(run_trial, fixed=fixed, experiment=exp),
         {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
     )
-    exists = Store.open(exp).exists("tuner.pkl")
+    check_experiment(exp, opts.resume)
     if opts.resume:
-        if not exists:
-            raise FashionTuneError(f"no experiment to resume at {exp} (no tuner.pkl there)")
         return tune.Tuner.restore(
             exp, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
-    if exists:
-        raise FashionTuneError(
-            f"experiment {exp} already exists: pass --resume to continue it, "
-            "or --name to start a new one"
         )
     if space.scheduler.type == "asha":
         scheduler: Any = AsyncHyperBandScheduler(
@@ -197,7 +203,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
         sampler=sampler,
         max_kimg=space.max_kimg,
     )
-    callbacks = [AshaStateCallback(scheduler), FinishedLedger(exp)]
+    callbacks = [AshaStateCallback(scheduler), FinishedLedger(exp), *opts.callbacks]
     max_concurrent = space.max_concurrent or 0
     return tune.Tuner(
         trainable,
@@ -299,6 +305,7 @@ def run_search(space: Space, opts: SearchOptions) -> Any:
     """Run (or resume) the search; returns Ray's ResultGrid."""
     fixed = resolve_fixed(space, opts)
     check_data(fixed["data.path"])
+    check_experiment(experiment_path(space, opts)[2], opts.resume)
     init_ray(opts.address)
     tuner = build_tuner(space, opts)
     store = Store.open(experiment_path(space, opts)[2])

@@ -1,0 +1,322 @@
+"""``fashion-tune search`` on real Ray: ASHA stops trials, Optuna hears PRUNED, faults are survived.
+
+The fault tests follow Ray's own (``python/ray/tune/tests/test_cluster.py``,
+``test_tuner_restore.py``): faults are injected from a Tune callback at a known tick
+(kill -9 of a trial's worker, removal of a node of a ``ray.cluster_utils.Cluster``) or
+by SIGKILL of the whole driver process, then the records are checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pickle
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import CLI, ROOT, SPACES, assert_one_line_error, run_cli
+from ray.tune import Callback
+
+from fashion_tune.search.space import load_space
+from fashion_tune.search.trainable import LEDGER_DIR
+
+TINY = {
+    "data.batch_size": 32,
+    "model.z_dim": 16,
+    "model.g_width": 8,
+    "model.d_width": 8,
+    "model.arch": "dcgan",
+    "schedule.tick_kimg": 0.064,
+    "metrics.num_samples": 128,
+    "metrics.kid_subset_size": 64,
+    "metrics.kid_subsets": 5,
+    "runtime.threads": 1,
+    "runtime.device": "cpu",
+}
+HEALTHY = {"optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4, "loss.gan": "ns", "model.d_norm": "spectral"}
+DIVERGING = {"optim.lr_d": 1.0e30, "optim.lr_g": 1.0e30, "loss.gan": "wgan", "model.d_norm": "none"}
+
+
+def _space_file(tmp: Path, name: str, total_kimg: float, **top: Any) -> Path:
+    """A search space of the healthy and the diverging point (FIFO, run to the end)."""
+    doc = {
+        "name": name,
+        "fixed": {**TINY, "schedule.total_kimg": total_kimg},
+        "params": {k: {"choice": [HEALTHY[k], DIVERGING[k]]} for k in HEALTHY},
+        "points": [HEALTHY, DIVERGING],
+        "scheduler": {"type": "fifo"},
+        "num_samples": 2,
+        "max_concurrent": 2,
+        "resources": {"cpu": 1, "gpu": 0},
+        **top,
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _rows(trial_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines()]
+
+
+def _ledger(exp: Path) -> dict[str, dict[str, Any]]:
+    # glob of a missing folder is empty; a file being renamed into place is never partial
+    return {p.stem: json.loads(p.read_text()) for p in sorted((exp / LEDGER_DIR).glob("*.json"))}
+
+
+def _newest(exp: Path, pattern: str) -> str:
+    """Ray writes a new state file per driver session (a resume adds one)."""
+    return max(glob.glob(str(exp / pattern)), key=os.path.getmtime)
+
+
+def _study(exp: Path) -> Any:
+    """The Optuna study, as the searcher saved it in Ray's experiment state."""
+    path = _newest(exp, "searcher-state-*.pkl")
+    with open(path, "rb") as f:
+        return pickle.load(f)["_ot_study"]
+
+
+def _rung_trials(exp: Path) -> set[str]:
+    """Trial ids in ASHA's rung records, as our callback saved them."""
+    path = _newest(exp, "callback-states-*.pkl")
+    with open(path, "rb") as f:
+        states = pickle.load(f)
+    rungs = next(s for s in states.values() if s and "rungs" in s)["rungs"]
+    return {tid for bracket in rungs for _, rec in bracket for tid in rec}
+
+
+# -- ASHA + Optuna on the shared tiny experiment --------------------------------------------
+
+
+def test_asha_stops_trials_and_optuna_records_them_pruned(tiny_experiment: Path) -> None:
+    search = json.loads((tiny_experiment / "fashion_tune_search.json").read_text())
+    max_kimg = search["scheduler"]["max_kimg"]
+    ledger = _ledger(tiny_experiment)
+    assert len(ledger) == 6
+    last_kimg = {tid: e["result"]["kimg"] for tid, e in ledger.items()}
+    stopped = {tid for tid, k in last_kimg.items() if k < max_kimg - 1e-6}
+    assert 0 < len(stopped) < 6, last_kimg  # ASHA stopped some, let others finish
+
+    study = _study(tiny_experiment)
+    states = Counter(t.state.name for t in study.trials)
+    assert states == {"PRUNED": len(stopped), "COMPLETE": 6 - len(stopped)}, states
+    # the literature default goes first; pruned trials carry their value at their rung
+    assert study.trials[0].params == search["points"][0]
+    by_params = {json.dumps(e["config"], sort_keys=True): e for e in ledger.values()}
+    for t in study.trials:
+        entry = by_params[json.dumps(t.params, sort_keys=True)]
+        if t.state.name == "PRUNED":
+            assert list(t.intermediate_values.values()) == [entry["result"]["kid"]]
+        else:
+            assert t.value == entry["result"]["kid"]
+    # every trial's records agree with the ledger and count kimg tick by tick
+    for tid, entry in ledger.items():
+        rows = _rows(tiny_experiment / f"trial_{tid}")
+        assert [r["tick"] for r in rows] == list(range(1, len(rows) + 1))
+        assert rows[-1]["kid"] == entry["result"]["kid"]
+        assert all(r["resumed_from_kimg"] == 0 for r in rows)  # nothing failed here
+
+
+def test_dry_run_prints_the_space_and_a_config(fmnist_small: Path) -> None:
+    proc = run_cli("search", str(SPACES / "tiny.yaml"), "--data", str(fmnist_small), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "loss.lambda_sym: loguniform" in proc.stdout and '"total_kimg": 0.256' in proc.stdout
+    assert str(fmnist_small) in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nope.yaml"], ["nope.yaml", "does not exist"]),
+        (["--data", "/nonexistent/shards"], ["/nonexistent/shards"]),
+        (["--resume", "--name", "never-ran"], ["no experiment to resume"]),
+        (["--num-samples", "0"], ["num_samples", "must be >= 1"]),
+    ],
+)
+def test_search_bad_input(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    if not args[0].endswith(".yaml"):
+        args = [str(SPACES / "tiny.yaml"), *args]
+    proc = run_cli("search", *args, "--storage", str(tmp_path))
+    assert_one_line_error(proc, *fragments)
+
+
+# -- faults inside one driver: a worker killed, a diverging trial, a node lost --------------
+
+
+class KillWorkerAtTick(Callback):
+    """kill -9 the worker of the first healthy trial whose ``tick`` checkpoint is registered."""
+
+    def __init__(self, tick: int):
+        self.tick = tick
+        self.killed: dict[str, Any] = {}
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result
+        if not self.killed and result["tick"] == self.tick and not result["diverged"]:
+            self.killed.update(trial_id=trial.trial_id, kimg=result["kimg"])
+            os.kill(result["pid"], signal.SIGKILL)
+
+
+CLUSTER: Any = None  # the ray.cluster_utils.Cluster of the node-loss test (not picklable)
+
+
+class RemoveNodeAtTick(Callback):
+    """SIGKILL the node of the first trial whose ``tick`` checkpoint is registered."""
+
+    def __init__(self, tick: int):
+        self.tick = tick
+        self.removed: dict[str, Any] = {}
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result
+        if not self.removed and result["tick"] == self.tick:
+            node = next(n for n in CLUSTER.worker_nodes if n.node_id == result["node_id"])
+            self.removed.update(trial_id=trial.trial_id, kimg=result["kimg"], node=node.node_id)
+            CLUSTER.remove_node(node, allow_graceful=False)
+
+
+def _search(space_path: Path, storage: Path, data: Path, callback: Any, address: str | None):
+    import ray
+
+    from fashion_tune.search.tuner import SearchOptions, run_search
+
+    opts = SearchOptions(
+        storage=str(storage), data=str(data), address=address, callbacks=(callback,), verbose=0
+    )
+    try:
+        return run_search(load_space(space_path), opts)
+    finally:
+        ray.shutdown()
+
+
+def _assert_resumed_at_checkpoint(rows: list[dict[str, Any]], fault: dict, total: float) -> None:
+    """Rows before the fault ran from scratch; the retry resumed at the fault's kimg."""
+    resumed = [r for r in rows if r["resumed_from_kimg"] > 0]
+    assert resumed, rows
+    assert resumed[0]["resumed_from_kimg"] == pytest.approx(fault["kimg"])
+    assert resumed[0]["kimg"] == pytest.approx(fault["kimg"] + 0.064)
+    assert resumed[0]["iterations_since_restore"] == 1
+    ticks = [r["tick"] for r in rows if r["resumed_from_kimg"] == 0]
+    assert ticks[: resumed[0]["tick"] - 1] == list(range(1, resumed[0]["tick"]))
+    assert rows[-1]["kimg"] == pytest.approx(total) and not rows[-1]["diverged"]
+
+
+def test_killed_worker_resumes_from_checkpoint_and_divergence_is_contained(
+    fmnist_small: Path, tmp_path: Path
+) -> None:
+    space = _space_file(tmp_path, "kill", total_kimg=0.384)
+    kill = KillWorkerAtTick(tick=2)
+    grid = _search(space, tmp_path / "results", fmnist_small, kill, address=None)
+    assert kill.killed, "the fault was never injected"
+    assert len(grid) == 2 and not any(r.error for r in grid)
+    exp = tmp_path / "results" / "kill"
+    _assert_resumed_at_checkpoint(
+        _rows(exp / f"trial_{kill.killed['trial_id']}"), kill.killed, 0.384
+    )
+    # the diverging trial ended early and cleanly, and the searcher marked it failed
+    ledger = _ledger(exp)
+    diverged = [e for e in ledger.values() if e["config"]["optim.lr_d"] > 1]
+    assert diverged[0]["result"]["diverged"] == 1 and diverged[0]["result"]["kimg"] < 0.384
+    assert sorted(t.state.name for t in _study(exp).trials) == ["COMPLETE", "FAIL"]
+
+
+def test_lost_node_trial_continues_elsewhere_from_checkpoint(
+    fmnist_small: Path, tmp_path: Path
+) -> None:
+    global CLUSTER
+    from ray.cluster_utils import Cluster
+
+    space = _space_file(tmp_path, "node", total_kimg=0.384)
+    CLUSTER = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "_system_config": {
+                "health_check_period_ms": 500,
+                "health_check_timeout_ms": 500,
+                "health_check_failure_threshold": 3,
+                "health_check_initial_delay_ms": 0,
+            },
+        },
+    )
+    try:
+        for _ in range(3):
+            CLUSTER.add_node(num_cpus=1)
+        CLUSTER.wait_for_nodes()
+        remove = RemoveNodeAtTick(tick=2)
+        grid = _search(space, tmp_path / "results", fmnist_small, remove, CLUSTER.address)
+    finally:
+        CLUSTER.shutdown()
+        CLUSTER = None
+    assert remove.removed, "the fault was never injected"
+    assert len(grid) == 2 and not any(r.error for r in grid)
+    rows = _rows(tmp_path / "results" / "node" / f"trial_{remove.removed['trial_id']}")
+    total = 0.384 if rows[-1]["diverged"] == 0 else rows[-1]["kimg"]
+    if rows[-1]["diverged"]:  # the diverging trial was on the lost node: it ends early anyway
+        assert any(r["resumed_from_kimg"] > 0 for r in rows)
+    else:
+        _assert_resumed_at_checkpoint(rows, remove.removed, total)
+    moved = [r for r in rows if r["resumed_from_kimg"] > 0]
+    assert {r["node_id"] for r in moved}.isdisjoint({remove.removed["node"]})
+
+
+# -- a killed driver, then --resume ---------------------------------------------------------
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the driver and every process it started (Ray's own processes included)."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait(timeout=30)
+    psutil.wait_procs(family, timeout=30)
+
+
+def test_killed_driver_then_resume_finishes_without_rerunning(
+    fmnist_small: Path, tmp_path: Path
+) -> None:
+    storage, exp = tmp_path / "results", tmp_path / "results" / "tiny"
+    args = ["search", str(SPACES / "tiny.yaml"), "--data", str(fmnist_small)]
+    args += ["--storage", str(storage)]
+    proc = subprocess.Popen(
+        [*CLI, *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len(_ledger(exp)) < 2:
+            assert proc.poll() is None, "the search ended before the driver could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        _kill_tree(proc)
+    finished = _ledger(exp)
+    assert 2 <= len(finished) < 6
+    before = {tid: _rows(exp / f"trial_{tid}") for tid in finished}
+    in_rungs = _rung_trials(exp)
+
+    proc2 = run_cli(*args, "--resume", timeout=600)
+    assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
+    after = _ledger(exp)
+    assert len(after) == 6  # the interrupted search finished
+    for tid, rows in before.items():
+        trained = [r for r in _rows(exp / f"trial_{tid}") if not r.get("replayed")]
+        assert trained == rows, f"finished trial {tid} was trained again"
+        assert after[tid]["result"]["kid"] == finished[tid]["result"]["kid"]
+    # ASHA's rung records came back with the restored experiment, then grew
+    assert in_rungs <= _rung_trials(exp)
+    states = Counter(t.state.name for t in _study(exp).trials)
+    assert sum(states.values()) == 6 and set(states) <= {"COMPLETE", "PRUNED"}
