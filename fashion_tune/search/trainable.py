@@ -22,9 +22,24 @@ logger = logging.getLogger("fashion_tune.trial")
 LEDGER_DIR = "fashion_tune_finished"  # one JSON file per finished trial, in the experiment folder
 # result keys Tune fills in itself (a replayed result must not carry stale copies)
 RAY_AUTO_KEYS = frozenset(
-    "done training_iteration trial_id date timestamp time_this_iter_s time_total_s pid hostname "
-    "node_ip config time_since_restore iterations_since_restore checkpoint_dir_name "
-    "should_checkpoint experiment_tag".split()
+    [
+        "done",
+        "training_iteration",
+        "trial_id",
+        "date",
+        "timestamp",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "checkpoint_dir_name",
+        "should_checkpoint",
+        "experiment_tag",
+    ]
 )
 
 
