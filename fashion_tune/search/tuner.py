@@ -123,6 +123,7 @@ class SearchOptions:
     max_failures: int = 3
     verbose: int = 1
     callbacks: tuple[Any, ...] = ()  # extra Tune callbacks (tests inject faults with these)
+    reuse_actors: bool = True  # ~0.5 s instead of ~4 s per trial start (benchmarks compare)
 
 
 def experiment_path(space: Space, opts: SearchOptions) -> tuple[str, str, str]:
@@ -215,7 +216,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             num_samples=space.num_samples,
             # OptunaSearch otherwise starts one pending trial at a time
             max_concurrent_trials=max_concurrent or None,
-            reuse_actors=True,
+            reuse_actors=opts.reuse_actors,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
         ),
