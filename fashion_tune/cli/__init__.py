@@ -8,6 +8,7 @@ import typer
 
 from fashion_tune.cli import data
 from fashion_tune.cli.common import console, err_console
+from fashion_tune.cli.report import report
 from fashion_tune.cli.sample import sample
 from fashion_tune.cli.search import search
 from fashion_tune.cli.trial import _config_epilog, trial
@@ -27,6 +28,7 @@ app.add_typer(data.app, name="data")
 app.command(epilog=_config_epilog())(trial)
 app.command()(search)
 app.command()(sample)
+app.command()(report)
 
 
 def main() -> None:

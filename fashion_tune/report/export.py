@@ -1,0 +1,58 @@
+"""Exporting a trial's best checkpoint: a folder ``fashion-tune sample`` loads on its own."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from fashion_tune.report.collect import CheckpointInfo, Experiment, TrialRecord, sub_store
+
+STATE_FILE = "checkpoint.pt"
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a user-controlled name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "trial"
+
+
+def export_checkpoint(
+    exp: Experiment,
+    trial: TrialRecord,
+    ckpt: CheckpointInfo,
+    dest: Path,
+    extra: dict[str, Any],
+) -> Path:
+    """Copy ``ckpt`` (checkpoint.pt + config.json) to ``dest`` with a ``trial.json`` beside.
+
+    Raises FashionTuneError (from the checkpoint module) if it holds no checkpoint.pt.
+    """
+    from fashion_tune.checkpoint import CheckpointError
+
+    src = sub_store(exp.trial_store(trial), ckpt.name)
+    if not src.exists(STATE_FILE):
+        raise CheckpointError(f"{src.describe(STATE_FILE)} is missing")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (STATE_FILE, "config.json"):
+        if src.exists(name):
+            src.download(name, tmp / name)
+    if not (tmp / "config.json").exists() and trial.config:
+        (tmp / "config.json").write_text(json.dumps(trial.config, indent=1))
+    info = {
+        "experiment": exp.location,
+        "trial_id": trial.trial_id,
+        "trial_folder": trial.folder,
+        "checkpoint": ckpt.name,
+        "params": trial.params,
+        "metrics": ckpt.metrics,
+        **extra,
+    }
+    (tmp / "trial.json").write_text(json.dumps(info, indent=1, default=str))
+    tmp.rename(dest)
+    return dest

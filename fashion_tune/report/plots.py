@@ -1,0 +1,188 @@
+"""The report's figures (matplotlib, Agg backend), each written as a PNG file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from fashion_tune.report.asha import AshaSummary
+from fashion_tune.report.importance import Importance
+from fashion_tune.report.rank import Entry, finite
+
+DPI = 100
+GREY = "#b0b0b0"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def colours(entries: list[Entry], top_k: int) -> dict[str, Any]:
+    """A colour per top-k trial (by rank), grey for the rest."""
+    cmap = plt.get_cmap("tab10")
+    out: dict[str, Any] = {}
+    for e in entries:
+        out[e.trial.trial_id] = cmap((e.rank - 1) % 10) if e.rank and e.rank <= top_k else GREY
+    return out
+
+
+def _text(s: str) -> str:
+    """A user string as literal text for matplotlib (no mathtext between dollar signs)."""
+    return s.replace("$", r"\$")
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for r in rows:
+        x, y = finite(r.get("kimg")), finite(r.get(key))
+        if x is not None and y is not None:
+            xs.append(x)
+            ys.append(y)
+    return xs, ys
+
+
+def metric_vs_kimg(
+    entries: list[Entry],
+    metric: str,
+    top_k: int,
+    rungs: list[float],
+    budget: float | None,
+    path: Path,
+) -> Path:
+    """Every trial's curve; where a line ends before the budget, ASHA (or an error) stopped it."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    col = colours(entries, top_k)
+    for r in rungs:
+        ax.axvline(r, color="#dddddd", lw=1, ls="--", zorder=0)
+    end = {"stopped": ("x", "black"), "diverged": ("X", "red"), "errored": ("X", "red")}
+    for e in reversed(entries):  # the best drawn last, on top
+        xs, ys = _series(e.trial.rows, metric)
+        if not xs:
+            continue
+        top = e.rank is not None and e.rank <= top_k
+        c = col[e.trial.trial_id]
+        label = _text(f"#{e.rank} {e.name}") if top else None
+        ax.plot(xs, ys, color=c, lw=2 if top else 1, marker=".", label=label, zorder=3)
+        marker, mc = end.get(e.outcome, ("o", c))
+        ax.plot(xs[-1], ys[-1], marker=marker, color=mc, ms=8, mew=2, zorder=4, ls="none")
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: int(labels[i][1:].split()[0]))
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    handles += [
+        Line2D([], [], marker="x", color="black", ms=8, mew=2, ls="none"),
+        Line2D([], [], marker="X", color="red", ms=8, ls="none"),
+    ]
+    labels += ["stopped by ASHA", "diverged / errored"]
+    if budget:
+        ax.axvline(budget, color="#888888", lw=1, zorder=0)
+    ax.set_xlabel("kimg (thousands of real images shown to D)")
+    ax.set_ylabel(_text(metric))
+    ax.set_title(_text(f"{metric} vs kimg, all trials (dashed: ASHA rungs)"))
+    ax.grid(alpha=0.3)
+    ax.legend(
+        handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
+    return _save(fig, path)
+
+
+def trial_curves(entry: Entry, metric: str, colour: Any, path: Path) -> Path:
+    """One trial: its objectives and losses per tick, the best tick marked."""
+    keys = [metric] + [m for m in ("kid", "fd", "sym_gap") if m != metric]
+    keys = [k for k in keys if _series(entry.trial.rows, k)[0]]
+    panels = [*keys, "losses"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.6), squeeze=False)
+    best_kimg = finite((entry.best_row or {}).get("kimg"))
+    for ax, key in zip(axes[0], panels):
+        if key == "losses":
+            for k, c in (("loss/d", "#1f77b4"), ("loss/g", "#ff7f0e"), ("loss/sym", "#2ca02c")):
+                xs, ys = _series(entry.trial.rows, k)
+                if xs and any(ys):
+                    ax.plot(xs, ys, marker=".", color=c, label=k.split("/")[1])
+            ax.legend(fontsize=7, frameon=False)
+        else:
+            xs, ys = _series(entry.trial.rows, key)
+            ax.plot(xs, ys, marker=".", color=colour)
+            if key == metric and best_kimg is not None and entry.best is not None:
+                ax.plot(best_kimg, entry.best, "*", color="gold", mec="black", ms=14, zorder=5)
+        ax.set_title(_text(key), fontsize=10)
+        ax.set_xlabel("kimg", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def pareto(
+    points: list[tuple[str, float, float]],
+    front: list[str],
+    quality: str,
+    ranks: dict[str, int],
+    path: Path,
+) -> Path:
+    """Quality vs symmetry gap at each trial's best tick; the Pareto front joined."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    on = [p for p in points if p[0] in front]
+    off = [p for p in points if p[0] not in front]
+    ax.scatter([p[1] for p in off], [p[2] for p in off], color=GREY, s=40, label="trial")
+    on.sort(key=lambda p: p[1])
+    ax.plot(
+        [p[1] for p in on],
+        [p[2] for p in on],
+        "-o",
+        color="#d62728",
+        ms=8,
+        drawstyle="steps-post",
+        label="Pareto front",
+    )
+    for name, x, y in points:
+        tag = f"#{ranks[name]}" if name in ranks else ""
+        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel(_text(f"{quality} at its best tick"))
+    ax.set_ylabel("sym_gap (0 = perfectly symmetric, 1 = as real garments)")
+    ax.set_title("Quality vs symmetry")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def importance_bars(imp: Importance, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * max(1, len(imp.values))))
+    names = list(imp.values)[::-1]
+    ax.barh([_text(n) for n in names], [imp.values[n] for n in names], color="#1f77b4")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("importance (sums to 1)")
+    ax.set_title(f"Parameter importance ({imp.n_trials} trials)")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def asha_bars(summary: AshaSummary, path: Path) -> Path:
+    """Trials stopped at each rung, and trials that ran the whole budget."""
+    labels = [f"{r.kimg:g}" for r in summary.rungs]
+    counts = [r.stopped for r in summary.rungs]
+    colors = ["#ff7f0e"] * len(counts)
+    labels.append(f"{summary.max_kimg:g}\n(finished)" if summary.max_kimg else "finished")
+    counts.append(summary.finished)
+    colors.append("#2ca02c")
+    for k, n in summary.other.items():
+        labels.append(k)
+        counts.append(n)
+        colors.append("#d62728")
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    bars = ax.bar(range(len(counts)), counts, color=colors)
+    ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("rung (kimg) where trials stopped")
+    ax.set_ylabel("trials")
+    ax.set_title("Where trials ended")
+    return _save(fig, path)

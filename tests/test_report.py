@@ -1,0 +1,196 @@
+"""``fashion-tune report`` on a real tiny experiment, on broken copies of it, and on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import assert_one_line_error, run_cli
+
+
+# -- helpers: read the experiment the way a test can trust, and break copies of it ----------
+def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in (trial_dir / "result.json").read_text().splitlines()]
+
+
+def best_kid(rows: list[dict[str, Any]]) -> float:
+    return min(r["kid"] for r in rows if math.isfinite(r["kid"]))
+
+
+def trial_dirs(exp: Path) -> list[Path]:
+    return sorted(p for p in exp.glob("trial_*") if (p / "result.json").exists())
+
+
+def copy_experiment(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_state(exp: Path, trial_id: str, **fields: Any) -> None:
+    """Change one trial's JSON fields in Ray's newest experiment_state-*.json."""
+    path = sorted(exp.glob("experiment_state-*.json"))[-1]
+    doc = json.loads(path.read_text())
+    for pair in doc["trial_data"]:
+        meta = json.loads(pair[0])
+        if meta["trial_id"] == trial_id:
+            meta.update(fields)
+            pair[0] = json.dumps(meta)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_experiment: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "out"
+    proc = run_cli("report", str(tiny_experiment), "--out", str(out), "--top-k", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return out
+
+
+# -- a real report ---------------------------------------------------------------------------
+def test_report_ranks_by_best_value_over_all_ticks(tiny_report: Path, tiny_experiment: Path):
+    for name in ("index.html", "report.md", "leaderboard.csv", "leaderboard.json"):
+        assert (tiny_report / name).stat().st_size > 0, name
+    for name in ("metric-vs-kimg.png", "pareto.png", "asha.png"):
+        assert (tiny_report / "images" / name).exists(), name
+    expected = {p.name.removeprefix("trial_"): result_rows(p) for p in trial_dirs(tiny_experiment)}
+    order = sorted(expected, key=lambda t: best_kid(expected[t]))
+    doc = json.loads((tiny_report / "leaderboard.json").read_text())
+    trials = doc["trials"]
+    assert [t["trial_id"] for t in trials] == order
+    assert [t["rank"] for t in trials] == list(range(1, len(order) + 1))
+    for t in trials:
+        rows = expected[t["trial_id"]]
+        assert t["best"] == best_kid(rows)
+        assert t["last"] == rows[-1]["kid"]
+        assert t["kimg"] == max(r["kimg"] for r in rows)
+        best_row = next(r for r in rows if r["kid"] == t["best"])
+        assert t["best_kimg"] == best_row["kimg"]
+        assert t["sym_gap_at_best"] == best_row["sym_gap"]
+    with open(tiny_report / "leaderboard.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["trial_id"] for r in table] == order
+    for r, t in zip(table, trials):
+        assert float(r["best"]) == t["best"] and float(r["last"]) == t["last"]
+    # the ASHA summary counts what result.json says
+    budget = doc["asha"]["max_kimg"]
+    reached = [max(r["kimg"] for r in rows) for rows in expected.values()]
+    assert doc["asha"]["used_kimg"] == pytest.approx(sum(reached))
+    assert doc["asha"]["full_kimg"] == pytest.approx(len(reached) * budget)
+    assert doc["asha"]["finished"] == sum(k >= budget - 1e-6 for k in reached)
+    stopped = sum(r["stopped"] for r in doc["asha"]["rungs"])
+    assert stopped == sum(k < budget - 1e-6 for k in reached)
+    html = (tiny_report / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # nothing from the network
+    assert "total_kimg" in html  # each top trial's full config is in the page
+
+
+def test_ranking_ignores_the_last_report(tiny_experiment: Path, tmp_path: Path):
+    """A trial whose early tick was the best of all ranks first, whatever its last value."""
+    from fashion_tune.report import load_experiment
+    from fashion_tune.report.rank import leaderboard
+
+    exp = copy_experiment(tiny_experiment, tmp_path / "exp")
+    longer = [p for p in trial_dirs(exp) if len(result_rows(p)) > 1]
+    worst = max(longer, key=lambda p: best_kid(result_rows(p)))
+    rows = result_rows(worst)
+    rows[0]["kid"] = -5.0  # its first tick now beats everything; its last row is unchanged
+    (worst / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    entries = leaderboard(load_experiment(str(exp)), "kid", "min")
+    assert entries[0].name == worst.name and entries[0].best == -5.0
+    assert entries[0].last == rows[-1]["kid"] != -5.0
+
+
+def test_exported_checkpoint_works_with_sample(tiny_report: Path, tmp_path: Path):
+    exports = sorted((tiny_report / "checkpoints").iterdir())
+    assert [p.name.split("-")[0] for p in exports] == ["1", "2", "3"]
+    for p in exports:
+        assert {"checkpoint.pt", "config.json", "trial.json"} <= {f.name for f in p.iterdir()}
+    html = (tiny_report / "index.html").read_text()
+    assert f"fashion-tune sample {exports[0]}" in html
+    png = tmp_path / "x.png"
+    proc = run_cli("sample", str(exports[0]), "--out", str(png), "--n", "16")
+    assert proc.returncode == 0, proc.stderr
+    assert png.stat().st_size > 0
+
+
+def test_importance_handles_conditional_params(tiny_experiment: Path):
+    from fashion_tune.report import load_experiment
+    from fashion_tune.report.importance import compute
+    from fashion_tune.report.rank import leaderboard
+
+    exp = load_experiment(str(tiny_experiment))
+    entries = leaderboard(exp, "kid", "min")
+    imp = compute(exp, entries, "min")
+    searched = {p["key"] for p in exp.search["params"]}  # type: ignore[index]
+    assert imp.n_trials == len(entries)
+    assert set(imp.values) | set(imp.left_out) <= searched
+    assert imp.values or imp.message
+    few = compute(exp, entries[:2], "min")
+    assert few.values == {} and few.message and "not enough trials" in few.message
+
+
+# -- broken experiments and bad input ---------------------------------------------------------
+def test_errored_trial_and_missing_checkpoint(tiny_experiment: Path, tmp_path: Path):
+    exp = copy_experiment(tiny_experiment, tmp_path / "exp")
+    dirs = sorted(trial_dirs(exp), key=lambda p: best_kid(result_rows(p)))
+    best, broken = dirs[0], dirs[-1]
+    for p in best.glob("checkpoint_*"):  # the #1 trial lost its checkpoints
+        shutil.rmtree(p)
+    for name in ("result.json", "progress.csv", "metrics.jsonl"):  # another one errored early
+        (broken / name).unlink()
+    for p in broken.glob("checkpoint_*"):
+        shutil.rmtree(p)
+    (broken / "error.txt").write_text("\x1b[31mRuntimeError: boom <b>bold</b>\x1b[0m\n")
+    edit_state(exp, broken.name.removeprefix("trial_"), status="ERROR")
+    out = tmp_path / "out"
+    proc = run_cli("report", str(exp), "--out", str(out), "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert any(best.name in w and "no checkpoint" in w for w in warnings), proc.stderr
+    assert any(broken.name in w and "no results" in w for w in warnings), proc.stderr
+    doc = json.loads((out / "leaderboard.json").read_text())
+    by_name = {t["trial"]: t for t in doc["trials"]}
+    assert by_name[best.name]["rank"] == 1 and by_name[best.name]["exported_checkpoint"] is None
+    assert by_name[broken.name]["outcome"] == "errored" and by_name[broken.name]["rank"] is None
+    assert by_name[broken.name]["error"] == "RuntimeError: boom <b>bold</b>"  # ANSI stripped
+    html = (out / "index.html").read_text()
+    assert "RuntimeError: boom &lt;b&gt;bold&lt;/b&gt;" in html and "\x1b" not in html
+    assert "No exported checkpoint" in html
+    assert len(list((out / "checkpoints").iterdir())) == 1  # #2 was exported
+
+
+def test_foreign_experiment_without_our_files(tiny_experiment: Path, tmp_path: Path):
+    """No fashion_tune_search.json and no Ray state: rank from the trial folders alone."""
+    from fashion_tune.report import ReportError, build_report
+
+    exp = copy_experiment(tiny_experiment, tmp_path / "exp")
+    (exp / "fashion_tune_search.json").unlink()
+    for p in exp.glob("experiment_state-*.json"):
+        p.unlink()
+    report = build_report(str(exp), tmp_path / "out", top_k=1)
+    assert len(report.entries) == len(trial_dirs(exp))
+    assert report.metric == "kid" and report.entries[0].rank == 1
+    assert any("fashion_tune_search.json" in w for w in report.warnings)
+    assert (tmp_path / "out" / "index.html").exists()
+    build_report(str(exp), tmp_path / "out", top_k=1)  # a report folder may be rewritten
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ReportError, match="non-empty folder"):  # any other folder is not
+        build_report(str(exp), tmp_path / "mine", top_k=1)
+
+
+def test_not_an_experiment(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("hello")
+    assert_one_line_error(run_cli("report", str(tmp_path)), "not a Ray Tune experiment")
+    assert_one_line_error(run_cli("report", str(tmp_path / "nope")), "does not exist")
+
+
+def test_unknown_metric(tiny_experiment: Path, tmp_path: Path):
+    proc = run_cli("report", str(tiny_experiment), "--metric", "fid50k", "--out", str(tmp_path))
+    assert_one_line_error(proc, "unknown metric 'fid50k'", "kid")
