@@ -3,15 +3,21 @@
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= data/fashion-mnist-32
+RESULTS ?= results
+REPORT ?= reports/quick
 
 .PHONY: setup demo test lint bench clean
 
 setup:
 	@bash scripts/setup.sh
 
+# prepare Fashion-MNIST -> quick search on embedded Ray -> report; a second run resumes the
+# experiment (nothing is trained twice) and rewrites the report
 demo: setup
 	$(BIN)/fashion-tune data prepare fashion-mnist --out $(DATA)
-	$(BIN)/fashion-tune data inspect $(DATA)
+	$(BIN)/fashion-tune search search_spaces/quick.yaml --data $(DATA) --storage $(RESULTS) \
+	    $$([ -f $(RESULTS)/quick/tuner.pkl ] && echo --resume)
+	$(BIN)/fashion-tune report $(RESULTS)/quick --out $(REPORT)
 
 lint: setup
 	$(BIN)/ruff check fashion_tune tests benchmarks
@@ -23,6 +29,9 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/data_loading.py
+	$(BIN)/python benchmarks/training_speed.py
+	$(BIN)/python benchmarks/search_overhead.py
+	$(BIN)/python benchmarks/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

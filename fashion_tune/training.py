@@ -350,7 +350,8 @@ def train(
                 generate(G_ema, grid_z, grid_y), nrow=GRID_COLS, scale=max(1, 64 // G.img_size)
             )
             (run_dir / "samples").mkdir(exist_ok=True)
-            samples_path = run_dir / "samples" / f"kimg{nimg // 1000:06d}.png"
+            # named by images shown, so sub-kimg ticks do not overwrite each other
+            samples_path = run_dir / "samples" / f"nimg{nimg:09d}.png"
             grid.save(samples_path)
             grid.save(run_dir / "samples.png")
             tb.add_image(
