@@ -73,8 +73,9 @@ def _ledger(exp: Path) -> dict[str, dict[str, Any]]:
 
 
 def _newest(exp: Path, pattern: str) -> str:
-    """Ray writes a new state file per driver session (a resume adds one)."""
-    return max(glob.glob(str(exp / pattern)), key=os.path.getmtime)
+    """Ray writes a new state file per driver session (a resume adds one), named by its
+    start time; the older ones are re-synced too, so only the name tells which is newest."""
+    return max(glob.glob(str(exp / pattern)))
 
 
 def _study(exp: Path) -> Any:
@@ -235,18 +236,9 @@ def test_lost_node_trial_continues_elsewhere_from_checkpoint(
     from ray.cluster_utils import Cluster
 
     space = _space_file(tmp_path, "node", total_kimg=0.384)
-    CLUSTER = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "_system_config": {
-                "health_check_period_ms": 500,
-                "health_check_timeout_ms": 500,
-                "health_check_failure_threshold": 3,
-                "health_check_initial_delay_ms": 0,
-            },
-        },
-    )
+    # a SIGKILLed raylet is noticed at once through its closed connections; tighter health
+    # checks (needed only for frozen nodes) would fail healthy nodes on a loaded machine
+    CLUSTER = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
         for _ in range(3):
             CLUSTER.add_node(num_cpus=1)
