@@ -249,6 +249,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # state at every step
+    # ...which is deliberate: silence Ray's warning that snapshots come often
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
     try:
         if address:
