@@ -22,25 +22,15 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CLI, ROOT, SPACES, assert_one_line_error, run_cli
+from conftest import CLI, ROOT, SPACES, assert_one_line_error, run_cli, tiny_overrides
 from ray.tune import Callback
 
 from fashion_tune.search.space import load_space
 from fashion_tune.search.trainable import LEDGER_DIR
 
-TINY = {
-    "data.batch_size": 32,
-    "model.z_dim": 16,
-    "model.g_width": 8,
-    "model.d_width": 8,
-    "model.arch": "dcgan",
-    "schedule.tick_kimg": 0.064,
-    "metrics.num_samples": 128,
-    "metrics.kid_subset_size": 64,
-    "metrics.kid_subsets": 5,
-    "runtime.threads": 1,
-    "runtime.device": "cpu",
-}
+# the tests' tiny trial (data.path comes from --data), as a DCGAN
+TINY = {**tiny_overrides(Path()), "model.arch": "dcgan"}
+del TINY["data.path"]
 HEALTHY = {"optim.lr_d": 2.0e-4, "optim.lr_g": 2.0e-4, "loss.gan": "ns", "model.d_norm": "spectral"}
 DIVERGING = {"optim.lr_d": 1.0e30, "optim.lr_g": 1.0e30, "loss.gan": "wgan", "model.d_norm": "none"}
 
