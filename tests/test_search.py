@@ -293,7 +293,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(
     proc2 = run_cli(*args, "--resume", timeout=600)
     assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
     after = _ledger(exp)
-    assert len(after) == 6  # the interrupted search finished
+    assert len(after) == 6, proc2.stderr[-4000:]  # the interrupted search finished
     for tid, rows in before.items():
         trained = [r for r in _rows(exp / f"trial_{tid}") if not r.get("replayed")]
         assert trained == rows, f"finished trial {tid} was trained again"
@@ -302,3 +302,39 @@ def test_killed_driver_then_resume_finishes_without_rerunning(
     assert in_rungs <= _rung_trials(exp)
     states = Counter(t.state.name for t in _study(exp).trials)
     assert sum(states.values()) == 6 and set(states) <= {"COMPLETE", "PRUNED"}
+
+
+def test_resume_repairs_a_state_file_cut_short_by_the_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray copies state files to storage in place; a killed copy leaves one empty."""
+    from ray import cloudpickle
+
+    from fashion_tune.errors import FashionTuneError
+    from fashion_tune.search.recovery import repair_state_files
+
+    start = "2026-01-02_03-04-05"
+    exp = tmp_path / "results" / "quick"
+    staging = tmp_path / "ray" / "session_x" / "artifacts" / start / "quick" / "driver_artifacts"
+    exp.mkdir(parents=True)
+    staging.mkdir(parents=True)
+    good = {
+        f"experiment_state-{start}.json": json.dumps({"trial_data": []}).encode(),
+        f"search_gen_state-{start}.json": cloudpickle.dumps({"counter": 5}),
+        f"searcher-state-{start}.pkl": cloudpickle.dumps({"_metric": "kid"}),
+    }
+    for name, data in good.items():
+        (exp / name).write_bytes(data)
+        (staging / name).write_bytes(data)
+    damaged = f"search_gen_state-{start}.json"
+    (exp / damaged).write_bytes(b"")  # the copy the kill interrupted
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+
+    assert repair_state_files(str(exp)) == [damaged]
+    assert cloudpickle.loads((exp / damaged).read_bytes()) == {"counter": 5}
+    assert repair_state_files(str(exp)) == []  # intact files are left alone
+
+    (exp / damaged).write_bytes(b"\x80\x05")  # cut short, and no intact copy left
+    (staging / damaged).unlink()
+    with pytest.raises(FashionTuneError, match=f"{damaged} is damaged"):
+        repair_state_files(str(exp))

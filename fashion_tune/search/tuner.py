@@ -16,6 +16,7 @@ Beyond Ray's defaults (each a known gap of Ray Tune 2.60):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from fashion_tune.errors import FashionTuneError
 from fashion_tune.search.space import Space
 from fashion_tune.search.trainable import LEDGER_DIR, run_trial
 
+logger = logging.getLogger("fashion_tune.search")
 METRIC_COLUMNS = ["kimg", "kid", "fd", "sym_gap", "img_per_s"]
 
 
@@ -176,6 +178,10 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
     )
     check_experiment(exp, opts.resume)
     if opts.resume:
+        from fashion_tune.search.recovery import repair_state_files
+
+        for name in repair_state_files(exp):
+            logger.warning("repaired %s from the driver's staging copy (it was damaged)", name)
         return tune.Tuner.restore(
             exp, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
