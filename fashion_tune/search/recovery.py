@@ -49,15 +49,16 @@ def readable(name: str, data: bytes) -> bool:
 
 
 def staging_dirs(names: list[str], experiment_name: str) -> list[Path]:
-    """This machine's driver staging folders of the experiment, newest session last."""
-    starts = sorted(n[len("experiment_state-") : -len(".json")] for n in names if
-                    fnmatch.fnmatch(n, STATE_PATTERNS[0]))  # fmt: skip
-    if not starts:
-        return []
+    """This machine's driver staging folders of the experiment, newest last.
+
+    A staging folder is ours when it holds one of the experiment's state files by name
+    (the names carry each driver session's start time).
+    """
+    ours = {n for n in names if fnmatch.fnmatch(n, STATE_PATTERNS[0])}
     root = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
-    # the staging folder is named by the experiment's first start, whatever session wrote it
-    pattern = f"{root}/ray/session_*/artifacts/{starts[0]}/{experiment_name}/driver_artifacts"
-    return sorted((Path(p) for p in glob.glob(pattern)), key=lambda p: p.stat().st_mtime)
+    pattern = f"{root}/ray/session_*/artifacts/*/{experiment_name}/driver_artifacts"
+    found = [Path(p) for p in glob.glob(pattern) if ours & set(os.listdir(p))]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 def repair_state_files(experiment: str) -> list[str]:
