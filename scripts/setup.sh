@@ -36,4 +36,6 @@ else
   fi
   UV=.tools/bin/uv
 fi
-"$UV" sync --locked --quiet --extra inception
+# bytecode compiled once here: every Ray worker and CLI start would otherwise compile
+# torch and Ray from source when PYTHONDONTWRITEBYTECODE is set
+"$UV" sync --locked --quiet --extra inception --compile-bytecode

@@ -132,9 +132,13 @@ def test_dry_run_prints_the_space_and_a_config(fmnist_small: Path) -> None:
         (["--num-samples", "0"], ["num_samples", "must be >= 1"]),
     ],
 )
-def test_search_bad_input(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+def test_search_bad_input(
+    tmp_path: Path, fmnist_small: Path, args: list[str], fragments: list[str]
+) -> None:
     if not args[0].endswith(".yaml"):
         args = [str(SPACES / "tiny.yaml"), *args]
+    if "--data" not in args:  # a real shard set, so only the bad input is wrong
+        args += ["--data", str(fmnist_small)]
     proc = run_cli("search", *args, "--storage", str(tmp_path))
     assert_one_line_error(proc, *fragments)
 

@@ -66,6 +66,15 @@ GOOD = {
             },
             ["params", "lambda_sym", "when"],
         ),
+        (  # safe_dump sorts keys: lambda_sym lands above the symmetry it depends on
+            {
+                "params": {
+                    "loss.symmetry": {"choice": ["none", "pixel"]},
+                    "loss.lambda_sym": {"uniform": [0.1, 1], "when": {"loss.symmetry": "pixel"}},
+                }
+            },
+            ["params.loss.lambda_sym.when", "loss.symmetry", "list it first"],
+        ),
         ({"fixed": {"schedule.total_kimg": "long"}}, ["fixed", "schedule.total_kimg"]),
         ({"fixed": {"optim.lr_g": 1e-4}}, ["params.optim.lr_g", "both fixed and searched"]),
         ({"points": [{"model.arch": "dcgan"}]}, ["points[0].model.arch", "not a searched"]),

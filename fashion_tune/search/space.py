@@ -239,6 +239,12 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
     if not isinstance(params_raw, dict):
         raise _err(p, "params", "expected a mapping of config keys to distributions")
     params = tuple(_parse_param(p, k, v, known, fixed) for k, v in params_raw.items())
+    for i, q in enumerate(params):  # conditions are evaluated in file order
+        for later in params[i + 1 :]:
+            if later.key in dict(q.when):
+                raise _err(
+                    p, f"params.{q.key}.when", f"{later.key} is searched below it: list it first"
+                )
     if overlap := set(fixed) & {q.key for q in params}:
         raise _err(p, f"params.{sorted(overlap)[0]}", "both fixed and searched")
 

@@ -263,6 +263,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
             ray.init(address=address, log_to_driver=True)
         else:
             ray.init(
+                address="local",  # always a new embedded Ray, never a cluster left running
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
