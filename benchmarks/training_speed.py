@@ -469,7 +469,7 @@ def table(results: list[Result], device: torch.device) -> tuple[str, dict[str, A
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     summary: dict[str, Any] = {}
-    for size in SIZES:
+    for size in sorted({r.size for r in results}):  # the sizes run (--sizes)
         ref = next(r for r in results if r.size == size and r.contender.kind == "ref")
         ref_rate = ref.median("img_per_s")
         for r in results:
