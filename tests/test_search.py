@@ -193,14 +193,16 @@ def _search(space_path: Path, storage: Path, data: Path, callback: Any, address:
 
 
 def _assert_resumed_at_checkpoint(rows: list[dict[str, Any]], fault: dict, total: float) -> None:
-    """Rows before the fault ran from scratch; the retry resumed at the fault's kimg."""
-    resumed = [r for r in rows if r["resumed_from_kimg"] > 0]
-    assert resumed, rows
-    assert resumed[0]["resumed_from_kimg"] == pytest.approx(fault["kimg"])
-    assert resumed[0]["kimg"] == pytest.approx(fault["kimg"] + 0.064)
-    assert resumed[0]["iterations_since_restore"] == 1
-    ticks = [r["tick"] for r in rows if r["resumed_from_kimg"] == 0]
-    assert ticks[: resumed[0]["tick"] - 1] == list(range(1, resumed[0]["tick"]))
+    """The retry resumed exactly at the last checkpoint recorded before it: no tick lost or
+    trained twice. (A killed worker stops at once; on a lost node the worker can report a
+    tick or two more before it notices, and those checkpoints count.)"""
+    first = next(i for i, r in enumerate(rows) if r["resumed_from_kimg"] > 0)
+    before, resumed = rows[first - 1], rows[first]
+    assert [r["tick"] for r in rows[:first]] == list(range(1, first + 1))  # from scratch
+    assert resumed["resumed_from_kimg"] == pytest.approx(before["kimg"])
+    assert resumed["resumed_from_kimg"] >= fault["kimg"] - 1e-9
+    assert resumed["tick"] == before["tick"] + 1 and resumed["iterations_since_restore"] == 1
+    assert [r["tick"] for r in rows[first:]] == list(range(first + 1, len(rows) + 1))
     assert rows[-1]["kimg"] == pytest.approx(total) and not rows[-1]["diverged"]
 
 
@@ -229,7 +231,7 @@ def test_lost_node_trial_continues_elsewhere_from_checkpoint(
     global CLUSTER
     from ray.cluster_utils import Cluster
 
-    space = _space_file(tmp_path, "node", total_kimg=0.384)
+    space = _space_file(tmp_path, "node", total_kimg=0.64)
     # a SIGKILLed raylet is noticed at once through its closed connections; tighter health
     # checks (needed only for frozen nodes) would fail healthy nodes on a loaded machine
     CLUSTER = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -245,7 +247,7 @@ def test_lost_node_trial_continues_elsewhere_from_checkpoint(
     assert remove.removed, "the fault was never injected"
     assert len(grid) == 2 and not any(r.error for r in grid)
     rows = _rows(tmp_path / "results" / "node" / f"trial_{remove.removed['trial_id']}")
-    total = 0.384 if rows[-1]["diverged"] == 0 else rows[-1]["kimg"]
+    total = 0.64 if rows[-1]["diverged"] == 0 else rows[-1]["kimg"]
     if rows[-1]["diverged"]:  # the diverging trial was on the lost node: it ends early anyway
         assert any(r["resumed_from_kimg"] > 0 for r in rows)
     else:
