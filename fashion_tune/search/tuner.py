@@ -249,7 +249,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a cluster (``address``) or start an embedded local Ray bound to localhost."""
+    """Join a cluster (``address``) or start a new embedded Ray (node address 127.0.0.1)."""
     import ray
 
     if ray.is_initialized():
