@@ -37,21 +37,19 @@ Run: ``.venv/bin/python benchmarks/search_efficiency.py [--quick]`` (the full ru
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _bench_common import env, loadavg, machine
 
 from fashion_tune.data.prepare import prepare
 from fashion_tune.data.reader import ShardSet
@@ -170,19 +168,6 @@ def make_recorder(points: list[dict[str, Any]]) -> Any:
     return Recorder()
 
 
-@contextlib.contextmanager
-def env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 def draw_points(folder: Path, data: Path, plan: Plan) -> list[dict[str, Any]]:
     """K configurations from the space, drawn once with Optuna's random sampler (seed 0)."""
     import optuna
@@ -256,32 +241,6 @@ def run_one(name: str, space_path: Path, data: Path, work: Path, points: list) -
 
 
 # -- report --------------------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    import ray
-    import torch
-
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": f"{model}, {os.cpu_count() or 0} logical cores",
-        "python": platform.python_version(),
-        "ray": ray.__version__,
-        "torch": torch.__version__,
-        "os": platform.platform(),
-        "bytecode": "not written (PYTHONDONTWRITEBYTECODE)"
-        if sys.flags.dont_write_bytecode
-        else "written",
-    }
-
-
-def loadavg() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def describe(p: dict[str, Any]) -> str:
     sym = p["loss.symmetry"]
     if sym != "none":

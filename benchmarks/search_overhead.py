@@ -67,7 +67,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -80,6 +79,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from _bench_common import env, loadavg, machine
 
 from fashion_tune.data.prepare import prepare
 from fashion_tune.data.reader import ShardSet
@@ -249,19 +249,6 @@ def count_state_writes(run: Run) -> Iterator[None]:
         yield
     finally:
         TuneController.save_to_dir = original  # type: ignore[method-assign]
-
-
-@contextlib.contextmanager
-def env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
 
 
 # -- the runs ------------------------------------------------------------------------------------
@@ -447,38 +434,6 @@ def where_it_goes(run: Run, t0: float, t1: float) -> dict[str, float]:
 
 
 # -- report --------------------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    import ray
-    import torch
-
-    model = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = os.cpu_count() or 0
-    return {
-        "cpu": f"{model}, {cores} logical cores",
-        "python": platform.python_version(),
-        "ray": ray.__version__,
-        "torch": torch.__version__,
-        "os": platform.platform(),
-        "bytecode": bytecode(),
-    }
-
-
-def bytecode() -> str:
-    """Whether imports can use cached bytecode: without it every new process compiles torch."""
-    if sys.flags.dont_write_bytecode:
-        return "not written (PYTHONDONTWRITEBYTECODE is set): new processes compile from source"
-    return "written" + (f" under {sys.pycache_prefix}" if sys.pycache_prefix else "")
-
-
-def loadavg() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def med(runs: list[Run], fn: Callable[[Run], float]) -> float:
     return statistics.median(fn(r) for r in runs)
 

@@ -3,7 +3,8 @@
 ``train(cfg, run_dir, report=..., should_stop=...)`` trains one GAN, counting
 progress in kimg (thousands of real images shown to D). Once per tick it
 evaluates fd / kid / sym_gap, writes a checkpoint, calls ``report(metrics,
-checkpoint_dir)`` and asks ``should_stop()``. ``fashion-tune trial`` calls it
+checkpoint_dir)`` (the metrics plus ``resumed_from_kimg``, where this run resumed) and
+asks ``should_stop()``. ``fashion-tune trial`` calls it
 directly; the Ray Tune trainable adapts the callbacks to ``tune.report``.
 """
 
@@ -187,6 +188,7 @@ def train(
     }
 
     nimg, tick, data_pos = 0, 0, (0, 0)
+    resumed_kimg = 0.0  # told to report() each tick (not a metric: kept out of the history)
     history: list[dict[str, Any]] = []
     if resume is not None:
         state, _ = ckpt.load(resume, map_location=device)
@@ -198,6 +200,7 @@ def train(
         noise_gen.set_state(state["rng_noise"].cpu() if not on_cuda else state["rng_noise"])
         torch.set_rng_state(state["rng_torch"].cpu())
         nimg, tick = int(state["nimg"]), int(state["tick"])
+        resumed_kimg = nimg / 1000
         data_pos = (int(state["epoch"]), int(state["batch"]))
         history = json.loads(state.get("history", "[]"))
         log(f"resumed from {ckpt.resolve(resume)} at {nimg / 1000:.1f} kimg (tick {tick})")
@@ -365,7 +368,7 @@ def train(
             status = "diverged"
             log(f"diverged at {nimg / 1000:.1f} kimg (a loss became NaN or inf); trial ends")
             if report:
-                report(metrics, None)
+                report({**metrics, "resumed_from_kimg": resumed_kimg}, None)
             break
         if not best or metrics["kid"] <= best["kid"]:
             best = metrics
@@ -390,7 +393,7 @@ def train(
             f.write(json.dumps(metrics) + "\n")
         _prune(ckpt_dir, keep_checkpoints, best_tick=int(best["tick"]))
         if report:
-            report(metrics, last_ckpt)
+            report({**metrics, "resumed_from_kimg": resumed_kimg}, last_ckpt)
         if progress:
             progress(nimg / 1000, sch.total_kimg, metrics)
         if should_stop and should_stop():

@@ -1,8 +1,8 @@
 """The Ray Tune function trainable: a thin adapter from ``train()``'s callbacks to ``tune.*``.
 
 Only ``ray.tune`` APIs are used (``tune.report``, ``tune.get_checkpoint``,
-``tune.Checkpoint``, ``tune.get_context``): ``ray.train.report`` fails inside Tune
-trials on Ray 2.60.
+``tune.Checkpoint``, ``tune.get_context``): Ray Train's own reporting functions fail
+inside Tune trials on Ray 2.60.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fashion_tune.config import TrialConfig
+from fashion_tune.data.storage import Store
 from fashion_tune.training import train
 
 logger = logging.getLogger("fashion_tune.trial")
@@ -43,11 +44,14 @@ RAY_AUTO_KEYS = frozenset(
 )
 
 
+def ledger_store(experiment: str) -> Store:
+    """The experiment's ledger folder: one JSON file per finished trial."""
+    return Store.open(f"{experiment.rstrip('/')}/{LEDGER_DIR}")
+
+
 def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
     """The recorded final result of a trial, if the ledger says it already finished."""
-    from fashion_tune.data.storage import Store
-
-    store = Store.open(f"{experiment.rstrip('/')}/{LEDGER_DIR}")
+    store = ledger_store(experiment)
     name = f"{trial_id}.json"
     if not store.exists(name):
         return None
@@ -81,14 +85,10 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
     if checkpoint is not None:
         resume = checkpoint.to_directory(str(scratch / "restored"))
 
-    # where each tick ran and what it resumed from: a moved or retried trial shows it
+    # the node each tick ran on (train() reports where it resumed): a moved trial shows it
     import ray
 
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "resumed_from_kimg": 0.0}
-    if resume is not None:
-        from fashion_tune.checkpoint import load
-
-        where["resumed_from_kimg"] = int(load(resume)[0]["nimg"]) / 1000
+    where = {"node_id": ray.get_runtime_context().get_node_id()}
 
     def report(metrics: dict[str, Any], path: Path | None) -> None:
         clean = {

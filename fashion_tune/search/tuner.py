@@ -29,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 from fashion_tune.data.storage import Store, is_uri
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.search.space import Space
-from fashion_tune.search.trainable import LEDGER_DIR, run_trial
+from fashion_tune.search.trainable import ledger_store, run_trial
 
 logger = logging.getLogger("fashion_tune.search")
 METRIC_COLUMNS = ["kimg", "kid", "fd", "sym_gap", "img_per_s"]
@@ -101,7 +101,7 @@ class FinishedLedger(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = {k: v for k, v in (trial.last_result or {}).items() if _jsonable(v)}
-        store = Store.open(f"{self.experiment.rstrip('/')}/{LEDGER_DIR}")
+        store = ledger_store(self.experiment)
         entry = {"trial_id": trial.trial_id, "config": trial.config, "result": result}
         store.write_atomic(f"{trial.trial_id}.json", json.dumps(entry, default=str).encode())
 
@@ -165,7 +165,8 @@ def check_experiment(exp: str, resume: bool) -> None:
 
 
 def build_tuner(space: Space, opts: SearchOptions) -> Any:
-    """The Tuner for a new experiment, or the restored one with ``opts.resume``."""
+    """The Tuner for a new experiment, or the restored one with ``opts.resume``
+    (``run_search`` has checked the experiment folder first)."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
@@ -176,7 +177,6 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
         tune.with_parameters(run_trial, fixed=fixed, experiment=exp),
         {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
     )
-    check_experiment(exp, opts.resume)
     if opts.resume:
         from fashion_tune.search.recovery import repair_state_files
 
