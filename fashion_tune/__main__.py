@@ -1,3 +1,5 @@
+import sys
+
 from fashion_tune.cli import main
 
-main()
+sys.exit(main())

@@ -3,28 +3,31 @@
 A checkpoint alone rebuilds its models: it carries the full trial config. It
 also carries everything resuming needs to continue exactly where it stopped:
 optimizer states, the EMA generator, kimg, the data position and RNG states.
-Written atomically (a temp folder renamed into place); loaded with
-``torch.load(weights_only=True)`` so a checkpoint from a shared bucket cannot
-run code.
+Written atomically (a temp folder swapped into place by
+:func:`fashion_tune.atomic.atomic_dir`); loaded with ``torch.load(weights_only=True)``
+so a checkpoint from a shared bucket cannot run code.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fashion_tune.atomic import atomic_dir
 from fashion_tune.config import TrialConfig
-from fashion_tune.errors import FashionTuneError
+from fashion_tune.errors import ConfigError, FashionTuneError
 
 FORMAT_VERSION = 1
 STATE_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
+# what any reader needs: the generator weights and the facts that rebuild it
+REQUIRED_KEYS = ("G", "model_meta")
 
 
 class CheckpointError(FashionTuneError):
@@ -34,19 +37,20 @@ class CheckpointError(FashionTuneError):
 def save(path: Path, state: dict[str, Any], cfg: TrialConfig) -> Path:
     """Write ``state`` (tensors, state dicts, numbers) and the config to folder ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(path) as tmp:
         payload = {"format_version": FORMAT_VERSION, "config": cfg.to_json(), **state}
         torch.save(payload, tmp / STATE_FILE)
         (tmp / CONFIG_FILE).write_text(cfg.to_json())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
+
+
+def _newest_tick(folder: Path) -> Path | None:
+    """The newest finished ``tick-NNNNN`` checkpoint in a checkpoints folder (after Ctrl-C
+    the ``latest`` link, made when a trial ends, may be missing)."""
+    if not folder.is_dir():
+        return None
+    ticks = sorted(p for p in folder.glob("tick-*") if (p / STATE_FILE).is_file())
+    return ticks[-1] if ticks else None
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
@@ -59,25 +63,70 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     for cand in (p / "checkpoint", p / "checkpoints" / "latest"):
         if (cand / STATE_FILE).is_file():
             return cand
+    for folder in (p / "checkpoints", p):
+        newest = _newest_tick(folder)
+        if newest is not None:
+            return newest
     if not p.exists():
         raise CheckpointError(f"checkpoint {p} does not exist")
+    if p.is_file():
+        raise CheckpointError(
+            f"{p} is not a fashion-tune checkpoint: give its folder or the {STATE_FILE} in it"
+        )
     raise CheckpointError(f"{p} holds no {STATE_FILE}: not a fashion-tune checkpoint")
+
+
+def _load_error(exc: Exception) -> str:
+    """One line saying why torch could not load a file, without torch's advice to retry
+    unsafely (``weights_only=False`` would let a checkpoint from a shared bucket run code)."""
+    text = str(exc)
+    unsafe = re.search(
+        r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed|\.? Please|$)", text
+    )
+    if unsafe or "weights_only" in text or isinstance(exc, pickle.UnpicklingError):
+        why = unsafe.group(1).strip() if unsafe else type(exc).__name__
+        return (
+            f"it holds Python objects that a safe (weights-only) load refuses ({why}); "
+            "fashion-tune checkpoints hold only tensors and numbers"
+        )
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return f"the file is corrupt or not a torch checkpoint ({first})"
 
 
 def load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[dict[str, Any], TrialConfig]:
+    """A checkpoint's state and its config; every way it can be unusable is one clear line."""
     folder = resolve(path)
+    file = folder / STATE_FILE
     try:
-        state = torch.load(folder / STATE_FILE, map_location=map_location, weights_only=True)
+        state = torch.load(file, map_location=map_location, weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
     except Exception as exc:  # truncated zip, pickle of a forbidden type, ...
+        raise CheckpointError(f"cannot load {file}: {_load_error(exc)}") from None
+    if not isinstance(state, dict):
         raise CheckpointError(
-            f"cannot load {folder / STATE_FILE}: {type(exc).__name__}: {exc}"
-        ) from None
+            f"{file} holds a {type(state).__name__}, not a fashion-tune checkpoint "
+            "(a dict with weights and config)"
+        )
     version = state.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{folder} has checkpoint format {version}; this fashion-tune reads {FORMAT_VERSION}"
         )
-    cfg = TrialConfig.from_dict(json.loads(state["config"]))
+    raw = state.get("config")
+    if not isinstance(raw, str):
+        raise CheckpointError(f"{file} has no config: it cannot rebuild its models")
+    try:
+        d = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file} has a config that is not JSON ({exc.msg})") from None
+    try:
+        cfg = TrialConfig.from_dict(d)
+    except ConfigError as exc:
+        raise CheckpointError(f"{file} has an invalid config: {exc}") from None
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{file} lacks {', '.join(missing)}: not a complete checkpoint")
     return state, cfg

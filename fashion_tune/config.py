@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +171,13 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
             return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int too large for a float
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -225,6 +232,9 @@ def _choices() -> dict[str, tuple[Any, ...]]:
     return out
 
 
+MAX_SEED = 2**32 - 1  # numpy's and CUDA's seed range
+
+
 def validate(cfg: TrialConfig) -> None:
     """Cross-field and range checks, each error naming its key."""
     flat = cfg.flat()
@@ -264,6 +274,16 @@ def validate(cfg: TrialConfig) -> None:
     for key in ["optim.beta1", "optim.beta2"]:
         if not 0 <= flat[key] < 1:
             raise ConfigError(f"config key {key!r} must be in [0, 1), got {flat[key]!r}")
+    if not 0 <= cfg.runtime.seed <= MAX_SEED:
+        raise ConfigError(
+            f"config key 'runtime.seed' must be in [0, {MAX_SEED}] (2**32-1), "
+            f"got {cfg.runtime.seed!r}"
+        )
+    if cfg.metrics.kid_subset_size < 2:
+        raise ConfigError(
+            "config key 'metrics.kid_subset_size' must be >= 2 (KID compares pairs of "
+            f"samples), got {cfg.metrics.kid_subset_size!r}"
+        )
     if not 0 <= cfg.runtime.gpu_mem_frac <= 1:
         raise ConfigError("config key 'runtime.gpu_mem_frac' must be in [0, 1]")
     if cfg.loss.symmetry == "none" and cfg.loss.lambda_sym > 0:

@@ -21,3 +21,9 @@ class DataError(FashionTuneError):
 
 class ConfigError(FashionTuneError):
     """A trial config, override or search space is invalid."""
+
+
+class Interrupted(FashionTuneError):
+    """The user pressed Ctrl-C; the message says how to pick up the work left behind."""
+
+    exit_code = 130

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from fashion_tune import checkpoint as ckpt
+from fashion_tune.atomic import atomic_path, write_text
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardBatches, ShardSet
 from fashion_tune.errors import ConfigError
@@ -99,8 +101,24 @@ def rebuild_generator(state: dict[str, Any], cfg: TrialConfig, key: str = "G_ema
         width=m.g_width,
         depth=m.g_depth + (1 if m.arch == "resnet" else 0),
     )
-    G.load_state_dict(state[key if key in state else "G"])
+    _load_weights(G, state[key if key in state else "G"], "G", cfg)
     return G
+
+
+def _load_weights(net: torch.nn.Module, weights: Any, name: str, cfg: TrialConfig) -> None:
+    """Load a checkpoint's weights; a shape that does not fit is one line naming the cause."""
+    try:
+        net.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        m = cfg.model
+        raise ckpt.CheckpointError(
+            f"the checkpoint's {name} weights do not fit the model this config builds "
+            f"(model.arch={m.arch}, z_dim={m.z_dim}, g_width={m.g_width}, d_width={m.d_width}, "
+            f"g_depth={m.g_depth}, d_depth={m.d_depth}, d_norm={m.d_norm}; and the data set's "
+            f"size, channels and classes): a resumed trial keeps its model and data shape "
+            f"({first[:160]})"
+        ) from None
 
 
 class _Data:
@@ -148,8 +166,6 @@ def train(
 ) -> TrialResult:
     """Train one GAN; see the module docstring for the callback contract."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
     rt, sch, opt_cfg, loss_cfg = cfg.runtime, cfg.schedule, cfg.optim, cfg.loss
 
     # -- setup: determinism, device, data, models ------------------------------------------
@@ -192,9 +208,16 @@ def train(
     history: list[dict[str, Any]] = []
     if resume is not None:
         state, _ = ckpt.load(resume, map_location=device)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
+        missing = [
+            k for k in ("D", "G_ema", "opt_g", "opt_d", "rng_noise", "nimg") if k not in state
+        ]
+        if missing:
+            raise ckpt.CheckpointError(
+                f"{ckpt.resolve(resume)} cannot be resumed: it lacks {', '.join(missing)} "
+                "(an exported checkpoint holds only what sampling needs)"
+            )
+        for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
+            _load_weights(net, state[key], key, cfg)
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         noise_gen.set_state(state["rng_noise"].cpu() if not on_cuda else state["rng_noise"])
@@ -212,6 +235,10 @@ def train(
     else:
         G_step, D_step = G, D
 
+    # written once the data, the models and any resume state are known to be usable, so a
+    # user error leaves no run folder behind
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.json", cfg.to_json())
     ref = load_reference(shards, cfg.metrics.num_samples, device="cpu", log=log)
     inception = None
     if cfg.metrics.inception:
@@ -355,8 +382,9 @@ def train(
             (run_dir / "samples").mkdir(exist_ok=True)
             # named by images shown, so sub-kimg ticks do not overwrite each other
             samples_path = run_dir / "samples" / f"nimg{nimg:09d}.png"
-            grid.save(samples_path)
-            grid.save(run_dir / "samples.png")
+            for dest in (samples_path, run_dir / "samples.png"):
+                with atomic_path(dest) as tmp:
+                    grid.save(tmp)
             tb.add_image(
                 "samples",
                 np.asarray(grid),
@@ -389,6 +417,7 @@ def train(
             "history": json.dumps(history),
         }
         last_ckpt = ckpt.save(ckpt_dir / f"tick-{tick:05d}", state, cfg)
+        _point_latest(ckpt_dir, last_ckpt)  # each tick, so an interrupted trial resumes
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
         _prune(ckpt_dir, keep_checkpoints, best_tick=int(best["tick"]))
@@ -400,12 +429,15 @@ def train(
             status = "stopped"
             break
     tb.close()
-    if last_ckpt is not None:
-        latest = ckpt_dir / "latest"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(last_ckpt.name)
     return TrialResult(status, metrics, best, run_dir, last_ckpt, samples_path, history)
+
+
+def _point_latest(ckpt_dir: Path, target: Path) -> None:
+    """Re-point the ``latest`` link atomically (a new link renamed over the old one)."""
+    tmp = ckpt_dir / f".latest.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.name)
+    os.replace(tmp, ckpt_dir / "latest")
 
 
 def _prune(ckpt_dir: Path, keep: int, best_tick: int) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
+from rich.markup import escape
 
 from fashion_tune.cli import data
-from fashion_tune.cli.common import console, err_console
+from fashion_tune.cli.common import err_console
 from fashion_tune.cli.report import report
 from fashion_tune.cli.sample import sample
 from fashion_tune.cli.search import search
 from fashion_tune.cli.trial import _config_epilog, trial
-from fashion_tune.errors import FashionTuneError
+from fashion_tune.errors import FashionTuneError, Interrupted
 
 app = typer.Typer(
     name="fashion-tune",
@@ -31,29 +30,54 @@ app.command()(sample)
 app.command()(report)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line and a non-zero exit."""
-    try:
-        app(standalone_mode=False)
-    except FashionTuneError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except Exception as exc:
-        import click
+# Exit codes: 0 success, 1 a bug (traceback), 2 a user error (usage or bad input),
+# 3 a trial that diverged, 130 interrupted (Ctrl-C).
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    _ = console
+
+def _error(message: str) -> None:
+    """Print one ``error: ...`` line on stderr (newlines folded so it stays one line)."""
+    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """A parsing error from Typer: one line naming the command, its --help, and exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "fashion-tune"
+    if type(exc).__name__ == "NoArgsIsHelpError":  # Typer printed the help already
+        names = ", ".join(sorted(getattr(ctx.command, "commands", {}) if ctx else []))
+        _error(f"{where}: missing command" + (f" (one of: {names})" if names else ""))
+        return EXIT_USAGE
+    message = exc.format_message() or type(exc).__name__
+    message = (message[0].lower() + message[1:]).rstrip(".")
+    _error(f"{message} (see '{where} --help')")
+    return exc.exit_code if exc.exit_code else EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit code (the console script exits with it).
+
+    Usage errors and :class:`FashionTuneError` become one ``error:`` line on stderr;
+    anything else is a bug in fashion-tune and keeps its traceback.
+    """
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="fashion-tune")
+    except Interrupted as exc:  # a command that knows how to pick up its partial work
+        err_console.print(f"interrupted: {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return EXIT_INTERRUPTED
+    except FashionTuneError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except typer.TyperException as exc:  # typer's own click: UsageError, BadParameter, ...
+        return _usage_error(exc)
+    except (KeyboardInterrupt, typer.Abort):
+        rv = EXIT_INTERRUPTED
+    if rv == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130)
+        err_console.print("interrupted", highlight=False)
+        return EXIT_INTERRUPTED
+    return rv if isinstance(rv, int) else 0
 
 
 __all__ = ["app", "main"]

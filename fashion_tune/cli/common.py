@@ -1,9 +1,12 @@
-"""Shared CLI pieces: consoles and progress bars."""
+"""Shared CLI pieces: consoles, progress bars, checked image outputs."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -14,6 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,3 +40,41 @@ def progress_bar(description: str) -> Iterator[Progress]:
     ) as bar:
         bar.add_task(description, total=None, extra="")
         yield bar
+
+
+def check_image_out(path: Path, what: str) -> Path:
+    """An image file the user asked for: a suffix PIL can write, not a folder, a parent we
+    can create. Checked before any work so a bad path fails in a second, not after it."""
+    from PIL import Image
+
+    from fashion_tune.errors import FashionTuneError
+
+    ext = path.suffix.lower()
+    formats = Image.registered_extensions()
+    if path.is_dir():
+        raise FashionTuneError(f"{what} {path} is a folder; give a file name such as grid.png")
+    if ext not in formats or formats[ext] not in Image.SAVE:
+        raise FashionTuneError(
+            f"{what} {path} has {'no suffix' if not ext else f'suffix {ext!r}'}: "
+            "give an image file name ending in .png (or .jpg, .webp)"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FashionTuneError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise FashionTuneError(f"cannot write {what} {path}: {path.parent} is not writable")
+    return path
+
+
+def save_image(image: Image, path: Path) -> Path:
+    """Save a PIL image atomically; an OS failure (full disk, ...) is one clear line."""
+    from fashion_tune.atomic import atomic_path
+    from fashion_tune.errors import FashionTuneError
+
+    try:
+        with atomic_path(path) as tmp:
+            image.save(tmp)
+    except OSError as exc:
+        raise FashionTuneError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from fashion_tune.cli.common import console
+from fashion_tune.cli.common import check_image_out, console, save_image
+
+MAX_IMAGES = 4096  # one grid; larger asks are almost surely a typo (and slow to invert)
 
 
 def sample(
@@ -17,7 +19,7 @@ def sample(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path(
         "samples.png"
     ),
-    n: Annotated[int, typer.Option("--n", help="Number of images.")] = 64,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_IMAGES, help="Number of images.")] = 64,
     seed: Annotated[int, typer.Option(help="Noise seed (same seed, same images).")] = 0,
     class_: Annotated[
         str | None,
@@ -32,8 +34,10 @@ def sample(
             "(x + G(z*)) / 2; FILE-compare.png shows original / mirrored reconstruction / result."
         ),
     ] = False,
-    steps: Annotated[int, typer.Option(help="Optimization steps of --symmetrize.")] = 200,
-    nrow: Annotated[int, typer.Option(help="Images per grid row.")] = 8,
+    steps: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Optimization steps of --symmetrize.")
+    ] = 200,
+    nrow: Annotated[int, typer.Option(min=1, max=256, help="Images per grid row.")] = 8,
 ) -> None:
     """Generate a fixed-seed grid from a checkpoint's EMA generator (the checkpoint suffices)."""
     import torch
@@ -45,8 +49,7 @@ def sample(
     from fashion_tune.sampling import fixed_noise, generate
     from fashion_tune.training import rebuild_generator
 
-    if n < 1:
-        raise FashionTuneError("--n must be at least 1")
+    check_image_out(out, "--out")
     state, cfg = load(checkpoint)
     G = rebuild_generator(state, cfg)
     classes: list[str] = list(state["model_meta"].get("classes", []))
@@ -69,21 +72,20 @@ def sample(
     z = fixed_noise(n, G.z_dim, seed)
     images = generate(G, z, y)
     scale = max(1, 64 // G.img_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if symmetrize:
         from fashion_tune.symmetrize import invert_flipped
 
         inv = invert_flipped(G, images, y, steps=steps, seed=seed)
         before = mirror_asymmetry(images).mean().item()
         after = mirror_asymmetry(inv.symmetrized).mean().item()
-        make_grid(inv.symmetrized, nrow=nrow, scale=scale).save(out)
+        save_image(make_grid(inv.symmetrized, nrow=nrow, scale=scale), out)
         triplets = torch.stack([images, inv.reconstruction, inv.symmetrized], 1).flatten(0, 1)
         compare = out.with_name(f"{out.stem}-compare{out.suffix}")
-        make_grid(triplets[: 3 * min(n, 16)], nrow=6, scale=scale).save(compare)
+        save_image(make_grid(triplets[: 3 * min(n, 16)], nrow=6, scale=scale), compare)
         console.print(
             f"mirror asymmetry {before:.4f} -> {after:.4f} (inversion loss {inv.loss:.4f})"
         )
         console.print(f"comparison: {compare}")
     else:
-        make_grid(images, nrow=nrow, scale=scale).save(out)
+        save_image(make_grid(images, nrow=nrow, scale=scale), out)
     console.print(f"wrote {n} images to {out}")

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from fashion_tune.cli.common import console, err_console
+from fashion_tune.errors import FashionTuneError, Interrupted
+
+if TYPE_CHECKING:
+    from fashion_tune.config import TrialConfig
+    from fashion_tune.training import TrialResult
 
 
 def _config_epilog() -> str:
@@ -49,6 +55,9 @@ def trial(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the resolved config and exit.")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run already in --out (its checkpoints are lost).")
+    ] = False,
 ) -> None:
     """Train one GAN locally (no Ray) with a progress bar, then print its metrics.
 
@@ -56,7 +65,7 @@ def trial(
     trial that misbehaves in a search can be replayed and stepped through here.
     """
     from fashion_tune.checkpoint import load as load_ckpt
-    from fashion_tune.config import TrialConfig, load_config, parse_overrides
+    from fashion_tune.config import load_config, parse_overrides
 
     overrides = parse_overrides(set_ or [])
     if kimg is not None:
@@ -68,6 +77,7 @@ def trial(
     if resume and not (config or space):
         _, base = load_ckpt(resume)  # the checkpoint's own config, then the overrides
         cfg: TrialConfig = base.with_overrides(overrides)
+        _check_same_model(base, cfg)
     elif space:
         from fashion_tune.search.space import load_space
 
@@ -78,24 +88,14 @@ def trial(
         console.print_json(cfg.to_json())
         return
 
-    from fashion_tune.cli.common import progress_bar
-    from fashion_tune.training import train
-
-    with progress_bar("trial") as bar:
-        task = bar.tasks[0].id
-
-        def on_progress(done: float, total: float, metrics: dict) -> None:
-            extra = ""
-            if metrics:
-                extra = (
-                    f"kid {metrics['kid']:.4f}  fd {metrics['fd']:.2f}  "
-                    f"{metrics['img_per_s']:.0f} img/s"
-                )
-            bar.update(task, completed=round(done, 1), total=total, extra=extra)
-
-        result = train(
-            cfg, out, resume=resume, progress=on_progress, log=lambda m: err_console.print(m)
-        )
+    _prepare_out(out, resume, overwrite)
+    try:
+        result = _run(cfg, out, resume)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the checkpoints written so far are in {out}; continue with: "
+            f"fashion-tune trial --resume {out} --out {out}"
+        ) from None
     table = Table(title=f"trial {result.status}", show_header=True)
     table.add_column("metric")
     table.add_column("last", justify="right")
@@ -113,3 +113,77 @@ def trial(
     console.print(f"tensorboard:   tensorboard --logdir {result.run_dir / 'tb'}")
     if result.status == "diverged":
         raise typer.Exit(3)
+
+
+def _run(cfg: TrialConfig, out: Path, resume: str | None) -> TrialResult:
+    """``train()`` behind a progress bar showing kimg and the latest kid / fd / speed."""
+    from fashion_tune.cli.common import progress_bar
+    from fashion_tune.training import train
+
+    with progress_bar("trial") as bar:
+        task = bar.tasks[0].id
+
+        def on_progress(done: float, total: float, metrics: dict) -> None:
+            extra = ""
+            if metrics:
+                extra = (
+                    f"kid {metrics['kid']:.4f}  fd {metrics['fd']:.2f}  "
+                    f"{metrics['img_per_s']:.0f} img/s"
+                )
+            bar.update(task, completed=round(done, 1), total=total, extra=extra)
+
+        return train(
+            cfg, out, resume=resume, progress=on_progress, log=lambda m: err_console.print(m)
+        )
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
+
+
+def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder: ``--out`` may be new, empty, the run being
+    resumed, or (with ``--overwrite``) a run folder to replace."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FashionTuneError(f"--out {out} is a file; give a folder for the run")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if not held:
+        if overwrite and any(out.iterdir()):
+            raise FashionTuneError(
+                f"--out {out} is not empty and holds no run; --overwrite replaces only a run "
+                "folder: choose an empty or new --out"
+            )
+        return
+    inside = False
+    if resume:
+        from fashion_tune.checkpoint import resolve
+
+        src = resolve(resume).resolve()
+        inside = out.resolve() in (src, *src.parents)
+    if inside and overwrite:
+        raise FashionTuneError(
+            f"--overwrite would delete the checkpoint --resume {resume} continues from; drop one"
+        )
+    if inside:
+        return
+    if not overwrite:
+        raise FashionTuneError(
+            f"--out {out} already holds a run ({', '.join(held)}); continue it with "
+            f"--resume {out}, pick another --out, or replace it with --overwrite"
+        )
+    shutil.rmtree(out)
+
+
+def _check_same_model(base: TrialConfig, cfg: TrialConfig) -> None:
+    """A resumed trial keeps the checkpoint's model shape; say which key changed."""
+    changed = [
+        f"model.{k} {v!r} -> {getattr(cfg.model, k)!r}"
+        for k, v in vars(base.model).items()
+        if getattr(cfg.model, k) != v
+    ]
+    if changed:
+        raise FashionTuneError(
+            "--resume keeps the checkpoint's model; these settings change it: "
+            f"{', '.join(changed)} (start a new trial with another --out instead)"
+        )
