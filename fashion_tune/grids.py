@@ -39,11 +39,14 @@ def make_grid(
     if row_labels:
         font = ImageFont.load_default()
         label_w = 8 + max(int(font.getlength(t)) for t in row_labels)
-        canvas = Image.new(img.mode, (img.width + label_w, img.height), pad_value)
+        # PIL reads a bare int as a packed pixel: 255 in an RGB image would be red
+        fill = pad_value if img.mode == "L" else (pad_value,) * len(img.getbands())
+        ink = 0 if img.mode == "L" else (0,) * len(img.getbands())
+        canvas = Image.new(img.mode, (img.width + label_w, img.height), fill)
         canvas.paste(img, (label_w, 0))
         draw = ImageDraw.Draw(canvas)
         cell = (h + pad) * scale
         for r, text in enumerate(row_labels[:rows]):
-            draw.text((4, pad * scale + r * cell + cell // 2 - 6), text, fill=0)
+            draw.text((4, pad * scale + r * cell + cell // 2 - 6), text, fill=ink)
         img = canvas
     return img

@@ -43,8 +43,8 @@ def progress_bar(description: str) -> Iterator[Progress]:
 
 
 def check_image_out(path: Path, what: str) -> Path:
-    """An image file the user asked for: a suffix PIL can write, not a folder, a parent we
-    can create. Checked before any work so a bad path fails in a second, not after it."""
+    """An image file the user asked for: a suffix PIL can write, not a folder, in a place we
+    can write. Checked before any work (creating nothing) so a bad path fails at once."""
     from PIL import Image
 
     from fashion_tune.errors import FashionTuneError
@@ -58,12 +58,12 @@ def check_image_out(path: Path, what: str) -> Path:
             f"{what} {path} has {'no suffix' if not ext else f'suffix {ext!r}'}: "
             "give an image file name ending in .png (or .jpg, .webp)"
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FashionTuneError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise FashionTuneError(f"cannot write {what} {path}: {path.parent} is not writable")
+    # the nearest folder that exists must take the new file (or the folders leading to it)
+    base = path.absolute().parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+        raise FashionTuneError(f"cannot write {what} {path}: {base} is not a writable folder")
     return path
 
 
@@ -73,6 +73,7 @@ def save_image(image: Image, path: Path) -> Path:
     from fashion_tune.errors import FashionTuneError
 
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             image.save(tmp)
     except OSError as exc:

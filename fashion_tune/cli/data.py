@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fashion_tune.cli.common import console, progress_bar
+from fashion_tune.cli.common import check_image_out, console, progress_bar
 
 app = typer.Typer(
     help="Prepare Arrow shard sets (Fashion-MNIST, DeepFashion, an image folder) and inspect them.",
@@ -52,7 +53,8 @@ def prepare(
         typer.Option(help="DeepFashion In-shop: keep these views, e.g. front (repeatable)."),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Keep only the first N selected images (quick tries).")
+        int | None,
+        typer.Option(min=1, help="Keep only the first N selected images (quick tries)."),
     ] = None,
     shard_mb: Annotated[float, typer.Option(help="Upper bound on one shard file, MiB.")] = 256,
     max_skip_frac: Annotated[
@@ -60,7 +62,8 @@ def prepare(
         typer.Option(help="Fail if more than this fraction of listed images is missing/corrupt."),
     ] = 0.01,
     workers: Annotated[
-        int | None, typer.Option(help="Decode processes (default: CPU count, at most 8).")
+        int | None,
+        typer.Option(min=1, max=256, help="Decode processes (default: CPU count, at most 8)."),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a different or unfinished set in --out.")
@@ -118,7 +121,9 @@ def inspect(
         Path | None,
         typer.Option(help="Where to write the per-class sample grid (default: DIR/samples.png)."),
     ] = None,
-    per_class: Annotated[int, typer.Option(help="Samples per class in the grid.")] = 8,
+    per_class: Annotated[
+        int, typer.Option(min=1, max=64, help="Samples per class in the grid.")
+    ] = 8,
     verify: Annotated[
         bool, typer.Option(help="Re-check every shard's SHA-256 (default: once per node).")
     ] = False,
@@ -127,6 +132,8 @@ def inspect(
     from fashion_tune.data.inspect import summary_rows, write_grid
     from fashion_tune.data.reader import ShardSet
 
+    if grid is not None:
+        check_image_out(grid, "--grid")
     shards = ShardSet(location, verify="full" if verify else "auto")
     table = Table(show_header=False, box=None)
     for key, value in summary_rows(shards):
@@ -137,10 +144,13 @@ def inspect(
         console.print(f"  skipped {s.source_id}: {s.reason}", highlight=False)
     if len(skipped) > 5:
         console.print(f"  ... and {len(skipped) - 5} more (see manifest.json)")
+    note = ""
     if grid is None:
-        grid = (
-            shards.folder / "samples.png"
-            if shards.folder == Path(shards.location).expanduser().resolve()
-            else Path("samples.png")
-        )
-    console.print(f"sample grid: {write_grid(shards, grid, per_class)}")
+        local = shards.folder == Path(shards.location).expanduser().resolve()
+        if local and os.access(shards.folder, os.W_OK):
+            grid = shards.folder / "samples.png"
+        else:  # a remote or read-only set is left untouched
+            grid = Path("samples.png")
+            note = " (the shard set is remote or read-only: written here instead)"
+        check_image_out(grid, "the sample grid")
+    console.print(f"sample grid: {write_grid(shards, grid, per_class)}{note}")

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fashion_tune.atomic import atomic_path
 from fashion_tune.data.reader import ShardSet
+from fashion_tune.data.storage import os_reason
+from fashion_tune.errors import DataError
 from fashion_tune.grids import make_grid
 
 
@@ -60,6 +63,11 @@ def class_grid(
 
 
 def write_grid(shards: ShardSet, out: Path, per_class: int = 8) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    class_grid(shards, per_class).save(out)
+    """Write the per-class grid to ``out`` atomically (a folder is created as needed)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            class_grid(shards, per_class).save(tmp)
+    except OSError as exc:
+        raise DataError(f"cannot write the sample grid {out}: {os_reason(exc)}") from None
     return out

@@ -10,6 +10,7 @@ starts over).
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
@@ -75,31 +76,49 @@ def _decode(
     return pool.imap(_worker_load, records, chunksize=chunk)  # type: ignore[attr-defined]
 
 
+def _read_progress(store: Store) -> dict:
+    """The saved progress of an unfinished prepare; a damaged file is one clear line."""
+    where = store.describe(PROGRESS)
+    try:
+        progress = json.loads(store.read_bytes(PROGRESS))
+        if not isinstance(progress, dict):
+            raise ValueError("not a JSON object")
+        for s in progress.get("shards", []):
+            ShardInfo(**s)
+        for s in progress.get("skipped", []):
+            Skipped(**s)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{where} is damaged ({str(exc).splitlines()[0][:80]}); re-run with --overwrite "
+            "to start this prepare over"
+        ) from None
+    return progress
+
+
 def _check_existing(store: Store, fp: str, overwrite: bool) -> dict | None:
     """Decide what an existing output folder means; returns saved progress to resume."""
     names = [n for n in store.listdir() if not n.startswith(".")]
     if not names:
         return None
-    if MANIFEST in names:
+    if MANIFEST in names and not overwrite:
         old = Manifest.from_json(store.read_bytes(MANIFEST).decode(), store.describe(MANIFEST))
-        if old.fingerprint == fp and not overwrite:
+        if old.fingerprint == fp:
             return {"complete": old}
-        if not overwrite:
-            raise DataError(
-                f"{store.location} already holds a different shard set ({old.source}, "
-                f"{old.image_size}px, fingerprint {old.fingerprint}); "
-                "use another --out or --overwrite"
-            )
-    elif PROGRESS in names:
-        progress = json.loads(store.read_bytes(PROGRESS))
-        if progress.get("fingerprint") == fp and not overwrite:
+        raise DataError(
+            f"{store.location} already holds a different shard set ({old.source}, "
+            f"{old.image_size}px, fingerprint {old.fingerprint}; the inputs or options "
+            "differ); use another --out or --overwrite"
+        )
+    elif PROGRESS in names and not overwrite:
+        progress = _read_progress(store)
+        if progress.get("fingerprint") == fp:
             return progress
-        if not overwrite:
-            raise DataError(
-                f"{store.location} holds an unfinished prepare of different inputs "
-                f"(fingerprint {progress.get('fingerprint')}); use another --out or --overwrite"
-            )
-    elif not overwrite:
+        raise DataError(
+            f"{store.location} holds an unfinished prepare of different inputs "
+            f"(fingerprint {progress.get('fingerprint')}; inputs changed, moved, added or "
+            "deleted since, or other options); use another --out or --overwrite"
+        )
+    elif MANIFEST not in names and PROGRESS not in names and not overwrite:
         raise DataError(
             f"{store.location} is not empty and is not a shard set; choose an empty or new --out"
         )
@@ -107,6 +126,18 @@ def _check_existing(store: Store, fp: str, overwrite: bool) -> dict | None:
         if name in (MANIFEST, PROGRESS) or name.startswith("shard-"):
             store.delete(name)
     return None
+
+
+def _check_numbers(options: SourceOptions, shard_mb: float, max_skip_frac: float) -> None:
+    """Numeric options, checked before anything is read or written."""
+    if options.limit is not None and options.limit < 1:
+        raise DataError(f"--limit must be at least 1, got {options.limit}")
+    if not (math.isfinite(options.margin) and options.margin >= 0):
+        raise DataError(f"--margin must be a finite number >= 0, got {options.margin}")
+    if not (math.isfinite(shard_mb) and shard_mb > 0):
+        raise DataError(f"--shard-mb must be a finite number > 0, got {shard_mb}")
+    if not (math.isfinite(max_skip_frac) and 0 <= max_skip_frac <= 1):
+        raise DataError(f"--max-skip-frac must be a fraction in [0, 1], got {max_skip_frac}")
 
 
 def prepare(
@@ -126,13 +157,42 @@ def prepare(
     check_size(options.size)
     if options.channels not in (None, 1, 3):
         raise DataError(f"unsupported channel count {options.channels}: choose 1 or 3")
+    _check_numbers(options, shard_mb, max_skip_frac)
+    store = Store.open(out)
+    created = store.ensure_writable()  # a read-only or impossible --out fails before work
+    try:
+        return _prepare(
+            source_name, path, store, options, shard_mb, max_skip_frac, workers, overwrite, progress
+        )
+    except BaseException:
+        if created:
+            store.remove_if_empty()  # never leave an empty folder behind
+        raise
+
+
+def _prepare(
+    source_name: str,
+    path: str | None,
+    store: Store,
+    options: SourceOptions,
+    shard_mb: float,
+    max_skip_frac: float,
+    workers: int | None,
+    overwrite: bool,
+    progress: ProgressFn | None,
+) -> PrepareResult:
     source = SOURCES[source_name](path, options)
     scan = source.scan()
     records = scan.records[: options.limit] if options.limit else scan.records
     if not records:
         raise DataError(f"no images selected from {source_name} (check the filters)")
     image_bytes = scan.channels * options.size * options.size
-    rows_per_shard = max(1, int(shard_mb * (1 << 20)) // image_bytes)
+    if shard_mb * (1 << 20) < image_bytes:
+        raise DataError(
+            f"--shard-mb {shard_mb:g} is smaller than one image ({image_bytes / 1024:g} KiB); "
+            f"use at least {image_bytes / (1 << 20):.3g}"
+        )
+    rows_per_shard = int(shard_mb * (1 << 20)) // image_bytes
     fp = fingerprint(
         {
             "source": source_name,
@@ -142,7 +202,6 @@ def prepare(
             "rows_per_shard": rows_per_shard,
         }
     )
-    store = Store.open(out)
     saved = _check_existing(store, fp, overwrite)
     if saved and "complete" in saved:
         return PrepareResult(saved["complete"], store.location, len(saved["complete"].shards), True)

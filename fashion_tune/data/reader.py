@@ -29,6 +29,7 @@ import torch
 from filelock import FileLock
 from torch.utils.data import IterableDataset, get_worker_info
 
+from fashion_tune import atomic
 from fashion_tune.data.shards import MANIFEST, PROGRESS, Manifest, ShardInfo
 from fashion_tune.data.storage import Store, cache_root, sha256_file
 from fashion_tune.errors import DataError
@@ -88,7 +89,7 @@ def _local_copy(store: Store, manifest: Manifest) -> Path:
                 if sha256_file(dest) != info.sha256:
                     dest.unlink()
                     raise DataError(f"shard {store.describe(info.file)} fails its checksum")
-            (folder / MANIFEST).write_text(manifest.to_json())
+            atomic.write_text(folder / MANIFEST, manifest.to_json())
             done.touch()
     return folder
 
@@ -156,6 +157,14 @@ class ShardSet:
     def _image_view(self, batch: pa.RecordBatch) -> np.ndarray:
         col = batch.column("image")
         row = self.manifest.image_bytes
+        width = getattr(col.type, "byte_width", None)
+        if width != row:
+            m = self.manifest
+            raise DataError(
+                f"{self.location}: the shards hold images of {width} bytes but the manifest "
+                f"says {m.channels}x{m.image_size}x{m.image_size} = {row}; the manifest is "
+                "damaged or from another set: prepare the set again"
+            )
         buf = col.buffers()[1]
         arr = np.frombuffer(buf, np.uint8, count=len(col) * row, offset=col.offset * row)
         return arr.reshape(len(col), *self.shape)

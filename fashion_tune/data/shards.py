@@ -131,6 +131,15 @@ class Manifest:
                 f"{where} has shard format version {version}; this fashion-tune reads "
                 f"version {FORMAT_VERSION}: prepare the set again"
             )
+        if not isinstance(d, dict):
+            raise DataError(f"{where} is not a shard-set manifest (not a JSON object)")
+        for key, allowed in (("image_size", SUPPORTED_SIZES), ("channels", (1, 3))):
+            value = d.get(key)
+            if type(value) is not int or value not in allowed:
+                raise DataError(
+                    f"{where}: {key} is {value!r}, expected one of "
+                    f"{', '.join(map(str, allowed))}; the manifest is damaged: prepare it again"
+                )
         try:
             return cls(
                 source=d["source"],
@@ -145,7 +154,7 @@ class Manifest:
                 options=dict(d.get("options", {})),
                 layout=d.get("layout", "CHW"),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{where} is missing or has a malformed field: {exc}") from None
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from fashion_tune import atomic
 from fashion_tune.errors import DataError
 
 _URI_SCHEMES = (
@@ -114,20 +115,59 @@ class Store:
             return bytes(f.read())
 
     def write_atomic(self, name: str, data: bytes | memoryview) -> None:
-        """Write ``name`` whole or not at all: temp file, then a move into place."""
-        self.fs.create_dir(self.root, recursive=True)
-        tmp = self.path(f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+        """Write ``name`` whole or not at all: temp file, then a move into place.
+
+        A failure of the file system (read-only, full, gone) is a :class:`DataError`.
+        """
         try:
-            with self.fs.open_output_stream(tmp) as f:
-                f.write(data)
             if self.is_local:
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-            self.fs.move(tmp, self.path(name))
-        except BaseException:
-            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                self.fs.delete_file(tmp)
-            raise
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+                atomic.write_bytes(self.path(name), data)
+                return
+            self.fs.create_dir(self.root, recursive=True)
+            tmp = self.path(f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                with self.fs.open_output_stream(tmp) as f:
+                    f.write(data)
+                self.fs.move(tmp, self.path(name))
+            except BaseException:
+                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
+                raise
+        except OSError as exc:
+            raise DataError(f"cannot write {self.describe(name)}: {os_reason(exc)}") from None
+
+    def ensure_writable(self) -> bool:
+        """Check that files can be written here before any work; returns whether the folder
+        was created (so a caller that fails later can remove it again while it is empty)."""
+        created = not self.exists_root()
+        probe = self.path(f".probe-{uuid.uuid4().hex[:8]}")
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(probe):
+                pass
+            self.fs.delete_file(probe)
+        except OSError as exc:
+            if created:
+                self.remove_if_empty()
+            raise DataError(f"cannot write to {self.location}: {os_reason(exc)}") from None
+        return created
+
+    def exists_root(self) -> bool:
+        try:
+            return self.fs.get_file_info(self.root).type != pafs.FileType.NotFound
+        except OSError:
+            return False
+
+    def remove_if_empty(self) -> None:
+        """Remove this folder if nothing (not even a hidden temp file) is in it."""
+        try:
+            if self.exists_root() and not self.fs.get_file_info(
+                pafs.FileSelector(self.root, recursive=False)
+            ):
+                self.fs.delete_dir(self.root)
+        except OSError:
+            pass
 
     def delete(self, name: str) -> None:
         if self.exists(name):
@@ -135,14 +175,24 @@ class Store:
 
     def download(self, name: str, dest: Path) -> None:
         """Copy one file to a local path (atomically, via a temp file beside it)."""
-        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            with self.fs.open_input_stream(self.path(name)) as src, open(tmp, "wb") as out:
-                while chunk := src.read(16 << 20):
-                    out.write(chunk)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with (
+            atomic.atomic_path(dest) as tmp,
+            self.fs.open_input_stream(self.path(name)) as src,
+            open(tmp, "wb") as out,
+        ):
+            while chunk := src.read(16 << 20):
+                out.write(chunk)
+
+
+def os_reason(exc: BaseException) -> str:
+    """The short reason of an OS / pyarrow file-system error, e.g. 'Read-only file system'."""
+    text = str(exc)
+    if "Detail: " in text:  # pyarrow: "Cannot create directory 'x'. Detail: [errno 2] ..."
+        detail = text.rpartition("Detail: ")[2]
+        return (detail.split("] ", 1)[-1] if detail.startswith("[errno") else detail).strip()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 8 << 20) -> str:

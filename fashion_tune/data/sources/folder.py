@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,21 @@ from fashion_tune.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 SPLIT_DIRS = ("train", "val", "test")
+
+
+def inputs_digest(root: Path, rels: list[str]) -> str:
+    """A hash of every input's path, size and modification time, in record order (which
+    also fixes each one's class and split): a changed, moved, added or deleted image changes
+    it, so a finished set is not mistaken for the current inputs and a resume never mixes
+    old and new files. Content is not read (that would cost a second decode pass)."""
+    h = hashlib.sha256()
+    for rel in rels:
+        try:
+            st = (root / rel).stat()
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{rel}\0missing\n".encode())
+    return h.hexdigest()
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -54,7 +70,11 @@ class ImageFolder(Source):
             classes=classes,
             splits=[name for name, _ in split_roots],
             channels=self.options.channels or 3,
-            spec={"root": str(root.resolve()), "files": len(records)},
+            spec={
+                "root": str(root.resolve()),
+                "files": len(records),
+                "inputs": inputs_digest(root, [r.ref for r in records]),
+            },
         )
 
     def load(self, record: Record) -> np.ndarray:
