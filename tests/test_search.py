@@ -320,12 +320,16 @@ def test_resume_repairs_a_state_file_cut_short_by_the_kill(
     from ray import cloudpickle
 
     from fashion_tune.errors import FashionTuneError
+    from fashion_tune.search.ray_private import TEMP_ENV
     from fashion_tune.search.recovery import repair_state_files
 
     start = "2026-01-02_03-04-05"
     exp = tmp_path / "results" / "quick"
-    # Ray names the staging folder by its own clock, a second off the state files' names
-    staging = tmp_path / "ray" / "session_x" / "artifacts" / "t" / "quick" / "driver_artifacts"
+    # the embedded Ray's private temp root (mode 0700); Ray names the staging folder by its
+    # own clock, a second off the state files' names
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    staging = private / "ray" / "session_x" / "artifacts" / "t" / "quick" / "driver_artifacts"
     exp.mkdir(parents=True)
     staging.mkdir(parents=True)
     good = {
@@ -338,7 +342,7 @@ def test_resume_repairs_a_state_file_cut_short_by_the_kill(
         (staging / name).write_bytes(data)
     damaged = f"search_gen_state-{start}.json"
     (exp / damaged).write_bytes(b"")  # the copy the kill interrupted
-    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setenv(TEMP_ENV, str(private))
 
     assert repair_state_files(str(exp)) == [damaged]
     assert cloudpickle.loads((exp / damaged).read_bytes()) == {"counter": 5}

@@ -44,6 +44,13 @@ def search(
     max_failures: Annotated[
         int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
     ] = 3,
+    autoscaling: Annotated[
+        bool,
+        typer.Option(
+            help="The cluster's autoscaler adds nodes: do not fail when no node fits a trial "
+            "yet (assumed on clusters made by Ray's launcher)."
+        ),
+    ] = False,
 ) -> None:
     """Launch a hyperparameter search: Optuna proposes, ASHA early-stops, Ray schedules.
 
@@ -52,7 +59,12 @@ def search(
     re-running finished trials.
     """
     from fashion_tune.search.space import load_space
-    from fashion_tune.search.tuner import SearchOptions, experiment_path, resolve_fixed
+    from fashion_tune.search.tuner import (
+        SearchOptions,
+        check_before_ray,
+        experiment_path,
+        resolve_fixed,
+    )
 
     sp = load_space(
         space,
@@ -68,8 +80,10 @@ def search(
         data=data,
         resume=resume,
         max_failures=max_failures,
+        autoscaling=autoscaling,
     )
     _, _, exp = experiment_path(sp, opts)
+    check_before_ray(sp, opts)  # --dry-run checks all it can, and neither writes anything
     if dry_run:
         console.print(f"[bold]space[/] {sp.path} ({sp.name}): {sp.description}")
         console.print(

@@ -19,14 +19,15 @@ max_concurrent: 2
 resources: {cpu: 1, gpu: 0}
 ```
 
-Every key is checked against the trial config: an unknown key, a wrong type, a
-choice the config rejects, or a condition on an unknown key is an error naming
-the file, the key and the reason.
+The file is first checked against its schema (``space_schema.py``: shapes, types,
+finite numbers, ranges, enums), then every key against the trial config: an unknown
+key, a wrong type, a choice the config rejects, a condition on an unknown key or a
+point outside its range is an error naming the file, the key and the reason, in one
+line.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,23 @@ import yaml
 
 from fashion_tune.config import TrialConfig
 from fashion_tune.errors import ConfigError
+from fashion_tune.search.space_schema import (
+    DISTRIBUTIONS,
+    OBJECTIVE_METRICS,
+    ParamSpec,
+    SpaceFile,
+    ValidationError,
+    first_error,
+)
 
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-TOP_KEYS = {
-    "name", "description", "objective", "fixed", "params", "points", "scheduler", "searcher",
-    "num_samples", "max_concurrent", "resources",
-}  # fmt: skip
-OBJECTIVE_METRICS = ("kid", "fd", "sym_gap")
+__all__ = ["DISTRIBUTIONS", "OBJECTIVE_METRICS", "Param", "Scheduler", "Space", "load_space"]
+# load_space(**overrides) -> the file key each replaces, and the option that gave it
+OVERRIDE_KEYS = {
+    "num_samples": ("num_samples", "--num-samples"),
+    "max_concurrent": ("max_concurrent", "--max-concurrent"),
+    "cpus_per_trial": ("resources.cpu", "--cpus-per-trial"),
+    "gpus_per_trial": ("resources.gpu", "--gpus-per-trial"),
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,20 @@ class Param:
         if self.kind == "loguniform":
             return trial.suggest_float(self.key, self.low, self.high, log=True)
         return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step or 1)
+
+    def contains(self, value: Any) -> str | None:
+        """Why ``value`` is outside this parameter's range (None: it is inside)."""
+        if self.kind == "choice":
+            return None if value in self.values else f"not one of {list(self.values)}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {value!r}"
+        if not self.low <= value <= self.high:
+            return f"{value!r} is outside [{self.low:g}, {self.high:g}]"
+        if self.kind == "int":
+            step = self.step or 1
+            if float(value) != int(value) or (int(value) - int(self.low)) % step:
+                return f"{value!r} is not on the grid {self.low:g}, {self.low + step:g}, ..."
+        return None
 
 
 @dataclass(frozen=True)
@@ -136,15 +161,6 @@ def _err(path: str, key: str, reason: str) -> ConfigError:
     return ConfigError(f"{path}: {key}: {reason}")
 
 
-def _num(path: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _err(path, key, f"expected a number, got {value!r}")
-    try:
-        return float(value)
-    except ValueError:
-        raise _err(path, key, f"expected a number, got {value!r}") from None
-
-
 def _check_value(path: str, where: str, key: str, value: Any, context: dict[str, Any]) -> None:
     try:
         TrialConfig().with_overrides({**context, key: value})
@@ -155,90 +171,102 @@ def _check_value(path: str, where: str, key: str, value: Any, context: dict[str,
         raise _err(path, where, f"{exc}{hint}") from None
 
 
-def _parse_param(path: str, key: str, spec: Any, known: set[str], fixed: dict) -> Param:
+def _param(path: str, key: str, spec: ParamSpec, known: set[str], fixed: dict) -> Param:
+    """A schema-valid parameter, checked against the trial config."""
     where = f"params.{key}"
     if key not in known:
         raise _err(path, where, "not a trial config key (see fashion-tune trial --help)")
-    if not isinstance(spec, dict):
-        raise _err(path, where, f"expected a mapping like {{choice: [...]}}, got {spec!r}")
-    kinds = [k for k in spec if k in DISTRIBUTIONS]
-    extra = set(spec) - set(DISTRIBUTIONS) - {"when", "step"}
-    if len(kinds) != 1 or extra:
-        raise _err(
-            path,
-            where,
-            f"give exactly one of {', '.join(DISTRIBUTIONS)} (plus optional "
-            f"when / step); got {', '.join(map(str, spec))}",
-        )
-    kind = kinds[0]
-    arg = spec[kind]
     when: list[tuple[str, tuple[Any, ...]]] = []
-    for ckey, cvals in (spec.get("when") or {}).items():
+    for ckey, cvals in (spec.when or {}).items():
         if ckey not in known:
             raise _err(path, f"{where}.when", f"condition on unknown config key {ckey!r}")
-        cvals = tuple(cvals) if isinstance(cvals, list) else (cvals,)
-        when.append((ckey, cvals))
+        when.append((ckey, tuple(cvals) if isinstance(cvals, list) else (cvals,)))
     # a value is checked where its conditions hold (e.g. lambda_sym with a symmetry variant)
-    ctx = {**fixed, **{ckey: cvals[0] for ckey, cvals in when}}
+    ctx = {**fixed, **{ckey: cvals[0] for ckey, cvals in when if cvals}}
+    kind = spec.kind
     if kind == "choice":
-        if not isinstance(arg, list) or not arg:
-            raise _err(path, where, "choice needs a non-empty list")
-        for v in arg:
+        values = tuple(spec.choice or ())
+        for v in values:
             _check_value(path, where, key, v, ctx)
-        return Param(key, kind, values=tuple(arg), when=tuple(when))
-    if not isinstance(arg, list) or len(arg) != 2:
-        raise _err(path, where, f"{kind} needs [low, high]")
-    low, high = _num(path, where, arg[0]), _num(path, where, arg[1])
-    if not low < high:
-        raise _err(path, where, f"low {low:g} must be below high {high:g}")
-    if kind == "loguniform" and low <= 0:
-        raise _err(path, where, "loguniform needs low > 0")
-    step = spec.get("step")
-    if kind == "int":
-        if not (float(low).is_integer() and float(high).is_integer()):
-            raise _err(path, where, "int needs integer bounds")
-        if step is not None and (not isinstance(step, int) or step < 1):
-            raise _err(path, where, "step must be a positive integer")
-    elif step is not None:
-        raise _err(path, where, "step applies to int ranges only")
+        return Param(key, kind, values=values, when=tuple(when))
+    low, high = spec.bounds_or_values(kind)
     # the config must accept both ends (types and ranges)
-    for v in (int(low), int(high)) if kind == "int" else (low, high):
+    for v in (low, high):
         _check_value(path, where, key, v, ctx)
-    return Param(key, kind, low=low, high=high, step=step, when=tuple(when))
+    return Param(key, kind, low=float(low), high=float(high), step=spec.step, when=tuple(when))
+
+
+def _read(p: str) -> Any:
+    """The YAML document of file ``p``; every way of failing is one ConfigError line."""
+    try:
+        text = Path(p).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"search space {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"search space {p} is a folder; give a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read search space {p}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML: nested too deeply") from None
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, str]:
+    """Put command-line overrides into the document; returns key -> the option that set it."""
+    labels = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in OVERRIDE_KEYS:
+            raise TypeError(f"load_space() got an unknown override {name!r}")
+        key, option = OVERRIDE_KEYS[name]
+        section, _, sub = key.partition(".")
+        if sub:
+            if not isinstance(raw.get(section), dict):
+                raw[section] = {} if raw.get(section) is None else raw[section]
+            if isinstance(raw[section], dict):
+                raw[section] = {**raw[section], sub: value}
+        else:
+            raw[key] = value
+        labels[key] = f"from {option}"
+    return labels
 
 
 def load_space(path: str | Path, **overrides: Any) -> Space:
-    """Read and validate a search-space YAML; ``overrides`` replace top-level settings."""
+    """Read and validate a search-space YAML; ``overrides`` (``num_samples``,
+    ``max_concurrent``, ``cpus_per_trial``, ``gpus_per_trial``) replace its settings."""
     p = str(path)
-    try:
-        raw = yaml.safe_load(Path(p).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"search space {p} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = _read(p)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise _err(p, sorted(unknown)[0], f"unknown setting; valid: {', '.join(sorted(TOP_KEYS))}")
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    labels = _apply_overrides(raw, overrides)
+    try:
+        doc = SpaceFile.model_validate(raw)
+    except ValidationError as exc:
+        key, reason = first_error(exc, labels)
+        raise _err(p, key, reason) from None
     known = set(TrialConfig().flat())
 
-    fixed = raw.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise _err(p, "fixed", "expected a mapping of config keys")
+    fixed = dict(doc.fixed)
     for key in fixed:
         if key not in known:
             raise _err(p, f"fixed.{key}", "not a trial config key (see fashion-tune trial --help)")
     try:
-        base = TrialConfig().with_overrides({k: v for k, v in fixed.items()})
+        base = TrialConfig().with_overrides(fixed)
     except ConfigError as exc:
         raise _err(p, "fixed", str(exc)) from None
-    del base
 
-    params_raw = raw.get("params") or {}
-    if not isinstance(params_raw, dict):
-        raise _err(p, "params", "expected a mapping of config keys to distributions")
-    params = tuple(_parse_param(p, k, v, known, fixed) for k, v in params_raw.items())
+    params = tuple(_param(p, k, v, known, fixed) for k, v in doc.params.items())
     for i, q in enumerate(params):  # conditions are evaluated in file order
         for later in params[i + 1 :]:
             if later.key in dict(q.when):
@@ -248,74 +276,45 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
     if overlap := set(fixed) & {q.key for q in params}:
         raise _err(p, f"params.{sorted(overlap)[0]}", "both fixed and searched")
 
-    obj = raw.get("objective") or {}
-    metric, mode = obj.get("metric", "kid"), obj.get("mode", "min")
-    if metric not in OBJECTIVE_METRICS:
-        raise _err(
-            p, "objective.metric", f"{metric!r}; choose one of {', '.join(OBJECTIVE_METRICS)}"
-        )
-    if mode not in ("min", "max"):
-        raise _err(p, "objective.mode", f"{mode!r}; choose min or max")
-
-    points = []
-    for i, point in enumerate(raw.get("points") or []):
-        if not isinstance(point, dict):
-            raise _err(p, f"points[{i}]", "expected a mapping of config keys")
-        for key in point:
-            if key not in {q.key for q in params}:
+    by_key = {q.key: q for q in params}
+    for i, point in enumerate(doc.points):
+        for key, value in point.items():
+            if key not in by_key:
                 raise _err(p, f"points[{i}].{key}", "not a searched parameter")
+            if problem := by_key[key].contains(value):
+                raise _err(p, f"points[{i}].{key}", f"{problem} (its range in params)")
         try:
             TrialConfig().with_overrides({**fixed, **point})
         except ConfigError as exc:
             raise _err(p, f"points[{i}]", str(exc)) from None
-        points.append(dict(point))
 
-    sch = dict(raw.get("scheduler") or {})
-    bad = set(sch) - {"type", "max_kimg", "grace_kimg", "reduction_factor"}
-    if bad:
-        raise _err(p, f"scheduler.{sorted(bad)[0]}", "unknown setting")
+    sch = doc.scheduler
     sched = Scheduler(
-        type=str(sch.get("type", "asha")),
-        max_kimg=_num(p, "scheduler.max_kimg", sch.get("max_kimg", 0)),
-        grace_kimg=_num(p, "scheduler.grace_kimg", sch.get("grace_kimg", 1)),
-        reduction_factor=_num(p, "scheduler.reduction_factor", sch.get("reduction_factor", 3)),
+        type=sch.type,
+        max_kimg=float(sch.max_kimg),
+        grace_kimg=float(sch.grace_kimg),
+        reduction_factor=float(sch.reduction_factor),
     )
-    if sched.type not in ("asha", "fifo"):
-        raise _err(p, "scheduler.type", f"{sched.type!r}; choose asha or fifo")
-    if sched.reduction_factor <= 1:
-        raise _err(p, "scheduler.reduction_factor", "must be > 1")
-    total = TrialConfig().with_overrides(fixed).schedule.total_kimg
-    max_kimg = sched.max_kimg or total
-    if sched.type == "asha" and not 0 < sched.grace_kimg <= max_kimg:
+    max_kimg = sched.max_kimg or base.schedule.total_kimg
+    if sched.type == "asha" and not sched.grace_kimg <= max_kimg:
         raise _err(p, "scheduler.grace_kimg", f"must be in (0, max_kimg={max_kimg:g}]")
-
-    srch = dict(raw.get("searcher") or {})
-    searcher = str(srch.get("type", "optuna"))
-    if searcher not in ("optuna", "random"):
-        raise _err(p, "searcher.type", f"{searcher!r}; choose optuna or random")
-    res = dict(raw.get("resources") or {})
-    if set(res) - {"cpu", "gpu"}:
-        raise _err(p, "resources", "only cpu and gpu can be set")
     space = Space(
         path=p,
-        name=str(raw.get("name") or Path(p).stem),
-        description=str(raw.get("description") or ""),
-        metric=metric,
-        mode=mode,
-        fixed=dict(fixed),
+        name=doc.name or Path(p).stem,
+        description=doc.description,
+        metric=doc.objective.metric,
+        mode=doc.objective.mode,
+        fixed=fixed,
         params=params,
-        points=tuple(points),
+        points=tuple(dict(pt) for pt in doc.points),
         scheduler=sched,
-        searcher=searcher,
-        seed=int(srch.get("seed", 0)),
-        num_samples=int(raw.get("num_samples", 8)),
-        max_concurrent=int(raw.get("max_concurrent", 0)),
-        cpus_per_trial=_num(p, "resources.cpu", res.get("cpu", 1)),
-        gpus_per_trial=_num(p, "resources.gpu", res.get("gpu", 0)),
+        searcher=doc.searcher.type,
+        seed=int(doc.searcher.seed),
+        num_samples=int(doc.num_samples),
+        max_concurrent=int(doc.max_concurrent),
+        cpus_per_trial=float(doc.resources.cpu),
+        gpus_per_trial=float(doc.resources.gpu),
     )
-    for key, value in overrides.items():
-        if value is not None:
-            object.__setattr__(space, key, value)
     # parameters can clash with each other (lambda_sym > 0 while symmetry is none):
     # build the configs of a few random points to catch that now, not mid-search
     for seed in range(16):
@@ -325,8 +324,4 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
         except ConfigError as exc:
             reason = f"{exc} (at the point {point}); add a 'when' condition"
             raise _err(p, "params", reason) from None
-    if space.num_samples < 1:
-        raise _err(p, "num_samples", "must be >= 1")
-    if space.cpus_per_trial < 0 or space.gpus_per_trial < 0 or math.isnan(space.gpus_per_trial):
-        raise _err(p, "resources", "cpu and gpu must be >= 0")
     return space

@@ -15,12 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fashion_tune import experiment_layout as layout
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.storage import Store
 from fashion_tune.training import train
 
 logger = logging.getLogger("fashion_tune.trial")
-LEDGER_DIR = "fashion_tune_finished"  # one JSON file per finished trial, in the experiment folder
+LEDGER_DIR = layout.LEDGER_DIR  # one JSON file per finished trial, in the experiment folder
 # result keys Tune fills in itself (a replayed result must not carry stale copies)
 RAY_AUTO_KEYS = frozenset(
     [
@@ -52,7 +53,7 @@ def ledger_store(experiment: str) -> Store:
 def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
     """The recorded final result of a trial, if the ledger says it already finished."""
     store = ledger_store(experiment)
-    name = f"{trial_id}.json"
+    name = layout.ledger_entry_name(trial_id)
     if not store.exists(name):
         return None
     return json.loads(store.read_bytes(name))

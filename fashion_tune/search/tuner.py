@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
+from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store, is_uri
 from fashion_tune.errors import FashionTuneError
+from fashion_tune.search import preflight, ray_private
 from fashion_tune.search.space import Space
 from fashion_tune.search.trainable import ledger_store, run_trial
 
@@ -47,26 +50,27 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     ) -> None:
         import optuna
 
-        if error or not result or trial_id in self._completed_trials:
+        done = ray_private.completed_trials(self)
+        if error or not result or trial_id in done:
             return super().on_trial_complete(trial_id, result, error)
-        ot_trial = self._ot_trials[trial_id]
-        study: Any = self._ot_study
-        value = result.get(self._metric)
+        ot_trial = ray_private.optuna_trial(self, trial_id)
+        study = ray_private.optuna_study(self)
+        value = result.get(ray_private.searcher_metric(self))
         if result.get("diverged") or value is None or not math.isfinite(value):
             study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
         elif result.get("kimg", math.inf) < self._max_kimg - 1e-6:
             # stopped by ASHA: record its last value at its rung, then PRUNED
             step = int(result.get("training_iteration", 0))
-            if step not in ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values:
+            if step not in ray_private.reported_steps(ot_trial):
                 ot_trial.report(value, step)
             study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(ot_trial, value, state=optuna.trial.TrialState.COMPLETE)
-        self._completed_trials.add(trial_id)
+        done.add(trial_id)
 
     @property
     def study(self) -> Any:
-        return self._ot_study
+        return ray_private.optuna_study(self)
 
 
 class AshaStateCallback(Callback):
@@ -76,21 +80,10 @@ class AshaStateCallback(Callback):
         self.scheduler = scheduler
 
     def get_state(self) -> dict | None:
-        brackets = getattr(self.scheduler, "_brackets", None)
-        if brackets is None:
-            return None
-        return {
-            "rungs": [[(m, dict(rec)) for m, rec in b._rungs] for b in brackets],
-            "num_stopped": getattr(self.scheduler, "_num_stopped", 0),
-        }
+        return ray_private.asha_rungs(self.scheduler)
 
     def set_state(self, state: dict) -> None:
-        brackets = getattr(self.scheduler, "_brackets", None)
-        if not state or brackets is None:
-            return
-        for bracket, rungs in zip(brackets, state["rungs"], strict=True):
-            bracket._rungs = [(m, dict(rec)) for m, rec in rungs]
-        self.scheduler._num_stopped = state.get("num_stopped", 0)
+        ray_private.restore_asha_rungs(self.scheduler, state)
 
 
 class FinishedLedger(Callback):
@@ -103,7 +96,8 @@ class FinishedLedger(Callback):
         result = {k: v for k, v in (trial.last_result or {}).items() if _jsonable(v)}
         store = ledger_store(self.experiment)
         entry = {"trial_id": trial.trial_id, "config": trial.config, "result": result}
-        store.write_atomic(f"{trial.trial_id}.json", json.dumps(entry, default=str).encode())
+        data = json.dumps(entry, default=str).encode()
+        store.write_atomic(layout.ledger_entry_name(trial.trial_id), data)
 
 
 def trial_name(trial: Any) -> str:
@@ -123,6 +117,7 @@ class SearchOptions:
     data: str | None = None
     resume: bool = False
     max_failures: int = 3
+    autoscaling: bool = False  # the cluster's autoscaler may add nodes a trial fits on
     verbose: int = 1
     callbacks: tuple[Any, ...] = ()  # extra Tune callbacks (tests inject faults with these)
     reuse_actors: bool = True  # ~0.5 s instead of ~4 s per trial start (benchmarks compare)
@@ -131,7 +126,7 @@ class SearchOptions:
 def experiment_path(space: Space, opts: SearchOptions) -> tuple[str, str, str]:
     """(storage root as Ray wants it, experiment name, experiment path)."""
     storage = opts.storage if is_uri(opts.storage) else str(Path(opts.storage).resolve())
-    name = opts.name or space.name
+    name = opts.name if opts.name is not None else space.name
     return storage, name, f"{storage.rstrip('/')}/{name}"
 
 
@@ -145,23 +140,45 @@ def resolve_fixed(space: Space, opts: SearchOptions) -> dict[str, Any]:
     return fixed
 
 
-def check_data(path: str) -> None:
-    """Fail before Ray starts if the shard set is not there (on the driver)."""
-    from fashion_tune.data.reader import _read_manifest
+def check_before_ray(space: Space, opts: SearchOptions) -> None:
+    """Everything that can be checked without Ray (``--dry-run`` runs this too); writes nothing.
 
-    _read_manifest(Store.open(path))
-
-
-def check_experiment(exp: str, resume: bool) -> None:
-    """--resume needs an experiment; a new search must not overwrite one."""
-    exists = Store.open(exp).exists("tuner.pkl")
-    if resume and not exists:
-        raise FashionTuneError(f"no experiment to resume at {exp} (no tuner.pkl there)")
-    if not resume and exists:
-        raise FashionTuneError(
-            f"experiment {exp} already exists: pass --resume to continue it, "
-            "or --name to start a new one"
+    Versions of Ray / Optuna internals, the experiment name and storage, the shard set,
+    --max-failures, the experiment folder (new, or resumable and trusted), a --address
+    that answers, and, for an embedded Ray, that one trial fits on this machine.
+    """
+    ray_private.check_versions()
+    _, name, exp = experiment_path(space, opts)
+    preflight.check_name(name)
+    preflight.check_storage(opts.storage)
+    preflight.check_max_failures(opts.max_failures)
+    fixed = resolve_fixed(space, opts)
+    preflight.check_data(fixed["data.path"], space.base_config().data.split)
+    preflight.check_experiment(exp, opts.resume)
+    if opts.address:
+        preflight.probe_address(opts.address)
+    else:
+        res = preflight.local_resources() if space.gpus_per_trial else {"CPU": _cpus()}
+        preflight.check_fits(
+            space.cpus_per_trial, space.gpus_per_trial, [res], "this machine", False
         )
+
+
+def _cpus() -> float:
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return float(os.cpu_count() or 1)
+
+
+def check_cluster(space: Space, opts: SearchOptions) -> None:
+    """Once Ray runs: one trial must fit on a live node (unless an autoscaler adds nodes)."""
+    autoscaling = opts.autoscaling or preflight.autoscaler_configured()
+    where = "the Ray cluster" if opts.address else "this machine"
+    nodes = preflight.cluster_nodes()
+    preflight.check_fits(space.cpus_per_trial, space.gpus_per_trial, nodes, where, autoscaling)
+    if autoscaling:
+        logger.warning("an autoscaler is configured: trials wait for nodes that fit them")
 
 
 def build_tuner(space: Space, opts: SearchOptions) -> Any:
@@ -180,8 +197,10 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
     if opts.resume:
         from fashion_tune.search.recovery import repair_state_files
 
-        for name in repair_state_files(exp):
-            logger.warning("repaired %s from the driver's staging copy (it was damaged)", name)
+        for fixed_name in repair_state_files(exp):
+            logger.warning(
+                "repaired %s from the driver's staging copy (it was damaged)", fixed_name
+            )
         return tune.Tuner.restore(
             exp, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
@@ -249,7 +268,12 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a cluster (``address``) or start a new embedded Ray (node address 127.0.0.1)."""
+    """Join a cluster (``address``) or start a new embedded Ray bound to loopback.
+
+    The embedded Ray registers its node as 127.0.0.1, binds its ports to loopback, keeps
+    Ray's token authentication, and keeps its temp folder (where the driver stages its
+    state files) in a folder only this user can enter.
+    """
     import ray
 
     if ray.is_initialized():
@@ -260,20 +284,24 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
     try:
         if address:
+            preflight.probe_address(address)
             ray.init(address=address, log_to_driver=True)
         else:
+            temp_dir = ray_private.make_temp_root()
+            ray_private.bind_embedded_to_loopback()
             ray.init(
                 address="local",  # always a new embedded Ray, never a cluster left running
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",
+                _temp_dir=str(temp_dir),
                 log_to_driver=False,
             )
     except ConnectionError as exc:
         raise FashionTuneError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
-SEARCH_FILE = "fashion_tune_search.json"  # the resolved space, beside Ray's own state
+SEARCH_FILE = layout.SEARCH_FILE  # the resolved space, beside Ray's own state
 
 
 def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
@@ -312,13 +340,41 @@ def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
 
 
 def run_search(space: Space, opts: SearchOptions) -> Any:
-    """Run (or resume) the search; returns Ray's ResultGrid."""
-    fixed = resolve_fixed(space, opts)
-    check_data(fixed["data.path"])
-    check_experiment(experiment_path(space, opts)[2], opts.resume)
+    """Run (or resume) the search; returns Ray's ResultGrid.
+
+    Nothing is written before every check passed. A new experiment that fails before
+    any trial reported is removed again, so its name is not blocked by a half-made one.
+    """
+    check_before_ray(space, opts)
     init_ray(opts.address)
-    tuner = build_tuner(space, opts)
+    check_cluster(space, opts)
     store = Store.open(experiment_path(space, opts)[2])
-    if not opts.resume or not store.exists(SEARCH_FILE):
-        store.write_atomic(SEARCH_FILE, json.dumps(describe_search(space, opts), indent=1).encode())
-    return tuner.fit()
+    before = set(store.listdir())
+    try:
+        tuner = build_tuner(space, opts)
+        if not opts.resume or not store.exists(SEARCH_FILE):
+            desc = json.dumps(describe_search(space, opts), indent=1).encode()
+            store.write_atomic(SEARCH_FILE, desc)
+        return tuner.fit()
+    except BaseException:
+        if not opts.resume:
+            _remove_half_made(store, before)
+        raise
+
+
+def _remove_half_made(store: Store, before: set[str]) -> None:
+    """Delete what a new experiment wrote if no trial got as far as a report."""
+    new = set(store.listdir()) - before
+    for name in new:
+        sub = Store(store.fs, store.path(name), store.describe(name))
+        if name == layout.LEDGER_DIR or sub.exists(layout.RESULT_FILE):
+            return  # a trial reported: keep everything (it can be resumed)
+    for name in new:
+        path = store.path(name)
+        info = store.fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            store.fs.delete_dir(path)
+        else:
+            store.fs.delete_file(path)
+    if not before and not store.listdir():
+        store.fs.delete_dir(store.root)

@@ -1,0 +1,204 @@
+"""Every use of Ray's and Optuna's private internals by the search, in one module.
+
+fashion-tune fills gaps of Ray Tune 2.60 (see ``tuner.py``) by reaching into objects
+that have no public API for what it needs:
+
+* ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials`` / ``_metric``, and
+  an Optuna trial's ``_trial_id``: to tell Optuna PRUNED / FAIL instead of COMPLETE;
+* ``AsyncHyperBandScheduler._brackets[i]._rungs`` / ``_num_stopped``: ASHA's rung
+  records, carried in a callback's state because Ray does not save the scheduler;
+* ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``: with it off, an embedded Ray
+  registers its node as 127.0.0.1 and binds its gRPC ports to loopback (Ray otherwise
+  turns 127.0.0.1 into the machine's routable address);
+* Ray's temp-folder layout (``<temp>/session_*/artifacts/*/<name>/driver_artifacts``):
+  where the driver stages its state files before copying them to storage.
+
+Each is checked against the versions this module was written for: on others the search
+fails at once with a message saying so, instead of misbehaving quietly.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fashion_tune.errors import FashionTuneError
+
+WRITTEN_FOR = {"ray": "2.60.", "optuna": "5.0."}  # version prefixes checked at first use
+TEMP_ENV = "FASHION_TUNE_RAY_TEMP"  # where the embedded Ray's private temp folder lives
+
+
+@cache
+def _versions() -> dict[str, str]:
+    import optuna
+    import ray
+
+    return {"ray": ray.__version__, "optuna": optuna.__version__}
+
+
+def check_versions() -> None:
+    """Fail with one line unless Ray and Optuna are the versions this module knows."""
+    for name, version in _versions().items():
+        if not version.startswith(WRITTEN_FOR[name]):
+            want = WRITTEN_FOR[name] + "x"
+            raise FashionTuneError(
+                f"fashion-tune's search relies on {name} {want} internals "
+                f"(fashion_tune/search/ray_private.py) but {name} {version} is installed; "
+                "install the locked versions (scripts/setup.sh or uv sync --locked)"
+            )
+
+
+# -- Optuna, as OptunaSearch holds it ------------------------------------------------------
+
+
+def optuna_trial(searcher: Any, trial_id: str) -> Any:
+    check_versions()
+    return searcher._ot_trials[trial_id]
+
+
+def optuna_study(searcher: Any) -> Any:
+    check_versions()
+    return searcher._ot_study
+
+
+def completed_trials(searcher: Any) -> set[str]:
+    """Ray trial ids the searcher has already told Optuna about (a mutable set)."""
+    check_versions()
+    return searcher._completed_trials
+
+
+def searcher_metric(searcher: Any) -> str:
+    check_versions()
+    return searcher._metric
+
+
+def reported_steps(ot_trial: Any) -> set[int]:
+    """Steps at which an Optuna trial already holds an intermediate value."""
+    check_versions()
+    return set(ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values)
+
+
+# -- ASHA's rung records ---------------------------------------------------------------------
+
+
+def asha_rungs(scheduler: Any) -> dict[str, Any] | None:
+    """ASHA's rung records as plain data (None for a scheduler without brackets)."""
+    check_versions()
+    brackets = getattr(scheduler, "_brackets", None)
+    if brackets is None:
+        return None
+    return {
+        "rungs": [[(m, dict(rec)) for m, rec in b._rungs] for b in brackets],
+        "num_stopped": getattr(scheduler, "_num_stopped", 0),
+    }
+
+
+def restore_asha_rungs(scheduler: Any, state: dict[str, Any] | None) -> None:
+    check_versions()
+    brackets = getattr(scheduler, "_brackets", None)
+    if not state or brackets is None:
+        return
+    for bracket, rungs in zip(brackets, state["rungs"], strict=True):
+        bracket._rungs = [(m, dict(rec)) for m, rec in rungs]
+    scheduler._num_stopped = state.get("num_stopped", 0)
+
+
+# -- the embedded Ray: loopback only, in a private temp folder ------------------------------
+
+
+def bind_embedded_to_loopback() -> None:
+    """Make a Ray started by this process register 127.0.0.1 and listen on loopback only.
+
+    Ray resolves ``_node_ip_address="127.0.0.1"`` to the routable address unless its
+    "no cluster" mode (meant for macOS / Windows) is on; with it on, GCS, raylet, workers
+    and the runtime-env agent bind 127.0.0.1 (measured with ``ss -ltnp``). The variable is
+    also exported so that processes Ray starts agree.
+    """
+    check_versions()
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def private_problem(path: Path) -> str | None:
+    """Why ``path`` is not a private folder of this user (None: it is one).
+
+    Private: a real folder (not a link), owned by the current user, that nobody else can
+    enter or write (mode 0o700 or stricter).
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "is not a folder (a link or a file)"
+    if st.st_uid != os.getuid():
+        return f"is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
+    if st.st_mode & 0o077:
+        return f"is open to other users (mode {stat.S_IMODE(st.st_mode):o}, want 700)"
+    return None
+
+
+def temp_root() -> Path:
+    """The embedded Ray's private temp root (``$FASHION_TUNE_RAY_TEMP`` or
+    ``<tmp>/fashion-tune-<uid>``): short, so Ray's socket paths fit."""
+    env = os.environ.get(TEMP_ENV)
+    return Path(env) if env else Path(tempfile.gettempdir()) / f"fashion-tune-{os.getuid()}"
+
+
+def make_temp_root() -> Path:
+    """Create (mode 0700) or check the private temp root; Ray's temp folder is ``<root>/ray``.
+
+    Ray makes its own folders world-writable; inside a folder only we can enter, nobody
+    else can reach them, so the state files staged there can be trusted on --resume.
+    """
+    root = temp_root()
+    try:
+        root.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise FashionTuneError(f"cannot create Ray's temp folder {root}: {exc.strerror}") from None
+    problem = private_problem(root)
+    if problem:
+        raise FashionTuneError(
+            f"Ray's temp folder {root} {problem}; remove it, or set {TEMP_ENV} to a folder "
+            "only you can enter"
+        )
+    return root / "ray"
+
+
+def staging_dirs(experiment_name: str) -> list[Path]:
+    """The driver staging folders of ``experiment_name`` in our private temp root.
+
+    Empty when the root is missing or not private: staging copies anywhere else (Ray's
+    default, world-writable ``/tmp/ray``) are never read.
+    """
+    check_versions()
+    root = temp_root()
+    if private_problem(root):
+        return []
+    pattern = f"{glob.escape(str(root))}/ray/session_*/artifacts/*/"
+    pattern += f"{glob.escape(experiment_name)}/driver_artifacts"
+    return [Path(p) for p in glob.glob(pattern) if Path(p).is_dir()]
+
+
+def read_own_file(path: Path) -> bytes | None:
+    """A regular file's bytes if the current user owns it (links are not followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        return f.read()
