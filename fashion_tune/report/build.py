@@ -10,42 +10,46 @@ the page, never a failed report.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fashion_tune.atomic import atomic_dir
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.report import asha as asha_mod
 from fashion_tune.report import importance as imp_mod
 from fashion_tune.report import plots, rank
-from fashion_tune.report.collect import ReportError, load_experiment
+from fashion_tune.report.collect import Experiment, ReportError, load_experiment
 from fashion_tune.report.export import export_checkpoint, safe_name
 from fashion_tune.report.model import Report, TopTrial
 from fashion_tune.report.render import write_all
 
 Step = Callable[[str], None]  # told the description of each step as it starts
-OUR_DIRS = ("images", "checkpoints")
+MAX_SEED = 2**32 - 1  # what NumPy / torch generators accept
 MARKER = ".fashion-tune-report"
 
 
-def _prepare_out(out: Path) -> None:
-    """Create ``out``, or clear a previous report's figures and exports in it.
+def _check_out(out: Path) -> None:
+    """Refuse an --out that is a file or someone else's folder (writes nothing).
 
     A marker file says a folder is ours: any other non-empty folder is refused, so a
     mistyped --out never loses files.
     """
-    if out.exists() and not out.is_dir():
-        raise ReportError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ReportError(f"--out {out} is a file or a link; give a folder")
+    try:
+        foreign = out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists()
+    except OSError as exc:
+        raise ReportError(f"--out {out} cannot be read ({exc.strerror})") from None
+    if foreign:
         raise ReportError(f"--out {out} is a non-empty folder that holds no report; give another")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text(
+
+
+def _start(work: Path) -> None:
+    (work / MARKER).write_text(
         "written by fashion-tune report; it may replace this folder's files\n"
     )
-    for d in OUR_DIRS:
-        shutil.rmtree(out / d, ignore_errors=True)
-    (out / "images").mkdir()
+    (work / "images").mkdir()
 
 
 def _real_grid(
@@ -79,7 +83,7 @@ def _real_grid(
 def _top_trial(report: Report, e: rank.Entry, cache: dict[str, str | Exception]) -> TopTrial:
     from fashion_tune.report.images import sample_grid
 
-    out, exp = report.out, report.exp
+    out, exp = report.folder, report.exp
     slug = f"{e.rank}-{safe_name(e.name)}"
     top = TopTrial(e, f"trial-{slug}", f"images/curves-{slug}.png")
     colour = plots.colours(report.entries, report.top_k)[e.trial.trial_id]
@@ -96,16 +100,17 @@ def _top_trial(report: Report, e: rank.Entry, cache: dict[str, str | Exception])
     if value is not None and e.best is not None and value != e.best:
         top.checkpoint_note += f"; the best tick ({e.best:.4g}) was not kept"
     try:
-        top.export = export_checkpoint(
+        exported = export_checkpoint(
             exp, e.trial, ck, out / "checkpoints" / slug,
             {"rank": e.rank, "metric": report.metric, "best_value": e.best},
         )  # fmt: skip
-        grid, classes = sample_grid(top.export, report.seed)
+        grid, classes = sample_grid(exported, report.seed)
     except (FashionTuneError, OSError) as exc:
         msg = f"{ck.name} cannot be loaded: {exc}"
         top.samples_msg = top.export_msg = msg
         report.warnings.append(f"{e.name} (#{e.rank}): {msg}")
         return top
+    top.export = report.out / "checkpoints" / slug  # where it is once the report is in place
     top.samples = f"images/samples-{slug}.png"
     grid.save(out / top.samples)
     data = ((e.trial.config or {}).get("data") or {}).get("path")
@@ -123,13 +128,37 @@ def build_report(
     seed: int = 0,
     step: Step = lambda _: None,
 ) -> Report:
-    """Write the report of experiment ``location`` into folder ``out``."""
+    """Write the report of experiment ``location`` into folder ``out``.
+
+    The report is built in a temporary folder beside ``out`` and swapped in at the end:
+    a report that fails leaves the previous one as it was.
+    """
     if top_k < 1:
         raise ReportError("--top-k must be at least 1")
+    if not 0 <= seed <= MAX_SEED:
+        raise ReportError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
     step("reading the experiment")
     exp = load_experiment(location)
     metric, mode = rank.resolve_metric(exp, metric, mode)
-    _prepare_out(out)
+    _check_out(out)
+    try:
+        with atomic_dir(out) as work:
+            _start(work)
+            report = _build(exp, out, work, metric, mode, top_k, seed, step)
+    except OSError as exc:
+        where = exc.filename or out
+        raise ReportError(
+            f"cannot write the report to {out}: {exc.strerror or exc} ({where}); "
+            "any previous report there is unchanged"
+        ) from None
+    report.work = None
+    return report
+
+
+def _build(
+    exp: Experiment, out: Path, work: Path, metric: str, mode: str, top_k: int, seed: int,
+    step: Step,
+) -> Report:  # fmt: skip
     entries = rank.leaderboard(exp, metric, mode)
     quality = rank.quality_metric(exp, metric)
     q_mode = mode if quality == metric else exp.mode if quality == exp.metric else "min"
@@ -139,12 +168,12 @@ def build_report(
     importance = imp_mod.compute(exp, entries, mode)
     report = Report(
         exp, out, metric, mode, top_k, seed, entries, [], summary, importance, quality,
-        points, front, {}, time.strftime("%Y-%m-%d %H:%M"), list(exp.warnings),
+        points, front, {}, time.strftime("%Y-%m-%d %H:%M"), list(exp.warnings), work,
     )  # fmt: skip
     if not any(e.rank for e in entries):
         report.warnings.append(f"no trial reported a finite {metric}: nothing to rank")
     step("experiment figures")
-    img = out / "images"
+    img = work / "images"
     report.figures["curves_all"] = "images/metric-vs-kimg.png"
     plots.metric_vs_kimg(
         entries, metric, top_k, [r.kimg for r in summary.rungs], summary.max_kimg,

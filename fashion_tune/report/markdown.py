@@ -87,4 +87,4 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
         lines += ["## Errors", ""]
         for name, _, text in c["errors"]:
             lines += [f"### {md(name)}", "", *_fence(text)]
-    (report.out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    (report.folder / "report.md").write_text("\n".join(lines), encoding="utf-8")

@@ -43,3 +43,9 @@ class Report:
     figures: dict[str, str | None]  # curves_all / pareto / importance / asha -> relative path
     created: str
     warnings: list[str] = field(default_factory=list)
+    work: Path | None = None  # the temporary folder files go to while building (None: out)
+
+    @property
+    def folder(self) -> Path:
+        """Where the report's files are written now (``out`` once it is in place)."""
+        return self.work or self.out

@@ -87,15 +87,18 @@ def records(report: Report) -> list[dict[str, Any]]:
     return out
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula
+
+
 def _csv_cell(v: Any) -> Any:
-    if isinstance(v, str) and v[:1] in ("=", "+", "@", "\t", "\r"):
-        return "'" + v  # a spreadsheet must not run it as a formula
+    if isinstance(v, str) and v[:1] in FORMULA_STARTS:
+        return "'" + v  # a spreadsheet must not run it as a formula (OWASP CSV injection)
     return "" if v is None else v
 
 
 def write_csv(report: Report, recs: list[dict[str, Any]]) -> None:
     keys = param_keys(report)
-    with open(report.out / "leaderboard.csv", "w", newline="") as f:
+    with open(report.folder / "leaderboard.csv", "w", newline="") as f:
         w = csv.writer(f)
         head = [k for k in recs[0] if k != "params"] if recs else ["rank"]
         w.writerow(head + keys)
@@ -281,7 +284,7 @@ def write_html(report: Report) -> None:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     html = env.get_template("index.html.j2").render(r=html_context(report))
-    (report.out / "index.html").write_text(html, encoding="utf-8")
+    (report.folder / "index.html").write_text(html, encoding="utf-8")
 
 
 def write_all(report: Report) -> None:
@@ -289,7 +292,7 @@ def write_all(report: Report) -> None:
 
     recs = records(report)
     write_csv(report, recs)
-    (report.out / "leaderboard.json").write_text(
+    (report.folder / "leaderboard.json").write_text(
         json.dumps(document(report, recs), indent=1, allow_nan=False)
     )
     write_markdown(report, html_context(report))
