@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import typer.main
 
-from fashion_tune.cli import app, main
+from fashion_tune.cli import app
+from tests.cli_helpers import Result, run_main
 from tests.conftest import tiny_overrides
 
 SCRIPT = Path(sys.executable).with_name("fashion-tune")
@@ -73,24 +74,6 @@ def _numeric_option(cmd: Cmd) -> str | None:
         if bare in ("int", "float", "integer"):
             return str(p.opts[0])
     return None
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.startswith("error:")]
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
-    capsys.readouterr()
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return Result(code, captured.out, captured.err)
 
 
 def assert_usage_error(r: Result, *fragments: str) -> None:
