@@ -25,14 +25,15 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store
 from fashion_tune.errors import FashionTuneError
 
-SEARCH_FILE = "fashion_tune_search.json"
-LEDGER_DIR = "fashion_tune_finished"
-CHECKPOINT_RE = re.compile(r"^checkpoint_\d+$")
+SEARCH_FILE = layout.SEARCH_FILE
+LEDGER_DIR = layout.LEDGER_DIR
+CHECKPOINT_RE = layout.CHECKPOINT_RE
 ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
-TRIAL_FILES = ("params.json", "result.json", "progress.csv", "metrics.jsonl", "config.json")
+TRIAL_FILES = layout.TRIAL_FILES
 
 
 class ReportError(FashionTuneError):
@@ -131,33 +132,69 @@ def _state_trials(store: Store, names: list[str], warnings: list[str]) -> list[d
     return out
 
 
-def _parse_rows(store: Store, files: dict[str, bool]) -> tuple[list[dict[str, Any]], str]:
-    if "result.json" in files:
-        rows = []
-        for line in store.read_bytes("result.json").decode(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:  # a half-written last line after a crash
-                continue
-            if isinstance(row, dict):
-                row.pop("config", None)
-                rows.append(row)
+def _usable(value: Any) -> bool:
+    """Can the report compute with this value? (an integer too large for a float cannot)"""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return False
+    return True
+
+
+def _json_lines(store: Store, name: str, where: str, warnings: list[str]) -> list[dict[str, Any]]:
+    """The JSON-object lines of a file; each line that is not one is reported, not dropped
+    silently (a cut-short last line is what an interrupted trial leaves)."""
+    lines = store.read_bytes(name).decode(errors="replace").splitlines()
+    rows, bad, dropped = [], [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):  # also: numbers longer than Python parses
+            row = None
+        if not isinstance(row, dict):
+            bad.append(i)
+            continue
+        for key in [k for k, v in row.items() if not _usable(v)]:
+            dropped.append(f"{key} (line {i})")
+            row[key] = None
+        row.pop("config", None)
+        rows.append(row)
+    if bad:
+        last = (
+            " (the last line: cut short when the trial was interrupted?)"
+            if bad == [len(lines)]
+            else ""
+        )
+        listed = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if bad[5:] else "")
+        warnings.append(f"{where}/{name}: line {listed} is not a JSON object; skipped{last}")
+    if dropped:
+        more = f" and {len(dropped) - 3} more" if dropped[3:] else ""
+        warnings.append(
+            f"{where}/{name}: a number too large to use in {', '.join(dropped[:3])}{more}; "
+            "treated as missing"
+        )
+    return rows
+
+
+def _parse_rows(
+    store: Store, files: dict[str, bool], where: str, warnings: list[str]
+) -> tuple[list[dict[str, Any]], str]:
+    if layout.RESULT_FILE in files:
+        rows = _json_lines(store, layout.RESULT_FILE, where, warnings)
         if rows:
-            return rows, "result.json"
-    if "progress.csv" in files:
-        text = store.read_bytes("progress.csv").decode(errors="replace")
+            return rows, layout.RESULT_FILE
+    if layout.PROGRESS_FILE in files:
+        text = store.read_bytes(layout.PROGRESS_FILE).decode(errors="replace")
         rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(io.StringIO(text))]
         if rows:
-            return rows, "progress.csv"
-    if "metrics.jsonl" in files:
-        rows = []
-        for line in store.read_bytes("metrics.jsonl").decode(errors="replace").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+            return rows, layout.PROGRESS_FILE
+    if layout.TRIAL_METRICS_FILE in files:
+        rows = _json_lines(store, layout.TRIAL_METRICS_FILE, where, warnings)
         if rows:
-            return rows, "metrics.jsonl"
+            return rows, layout.TRIAL_METRICS_FILE
     return [], ""
 
 
@@ -165,9 +202,11 @@ def _number(text: str | None) -> Any:
     if text is None or text == "":
         return None
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         pass
+    else:
+        return number if _usable(number) else None
     try:
         return float(text)
     except ValueError:
@@ -179,7 +218,7 @@ def checkpoint_state(store: Store, name: str) -> dict[str, Any] | None:
     import torch
 
     try:
-        data = store.read_bytes(f"{name}/checkpoint.pt")
+        data = store.read_bytes(f"{name}/{layout.CHECKPOINT_STATE_FILE}")
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception:  # missing, truncated, foreign
         return None
@@ -196,7 +235,7 @@ def _read_trial(exp_store: Store, rec: TrialRecord, warnings: list[str]) -> None
     config = _read_json(store, "config.json") if "config.json" in files else None
     if isinstance(config, dict):
         rec.config = config
-    rec.rows, rec.rows_source = _parse_rows(store, files)
+    rec.rows, rec.rows_source = _parse_rows(store, files, rec.folder, warnings)
     by_ckpt = {r.get("checkpoint_dir_name"): r for r in rec.rows if r.get("checkpoint_dir_name")}
     names = sorted(n for n, is_dir in files.items() if is_dir and CHECKPOINT_RE.match(n))
     for n in names:
@@ -276,7 +315,8 @@ def load_experiment(location: str) -> Experiment:
         if rec.folder is None:
             if rec.status != "PENDING":
                 warnings.append(
-                    f"trial {rec.trial_id}: its folder is missing; only its status is known"
+                    f"trial {rec.trial_id}: its folder is missing; only its status (and the "
+                    "last value our ledger recorded, if any) is known: it is not ranked"
                 )
             entry = ledger.get(rec.trial_id)
             if isinstance(entry, dict) and isinstance(entry.get("result"), dict):

@@ -8,9 +8,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from fashion_tune import experiment_layout as layout
 from fashion_tune.report.collect import CheckpointInfo, Experiment, TrialRecord, sub_store
 
-STATE_FILE = "checkpoint.pt"
+STATE_FILE = layout.CHECKPOINT_STATE_FILE
 
 
 def safe_name(text: str) -> str:
@@ -39,7 +40,7 @@ def export_checkpoint(
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (STATE_FILE, "config.json"):
+    for name in (STATE_FILE, layout.TRIAL_CONFIG_FILE):
         if src.exists(name):
             src.download(name, tmp / name)
     if not (tmp / "config.json").exists() and trial.config:
