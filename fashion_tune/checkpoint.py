@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,10 @@ def load(
     folder = resolve(path)
     file = folder / STATE_FILE
     try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
-    except OSError as exc:
+        with warnings.catch_warnings():  # a foreign pickle's protocol: the error says enough
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(file, map_location=map_location, weights_only=True)
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as exc:
         raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
     except Exception as exc:  # truncated zip, pickle of a forbidden type, ...
         raise CheckpointError(f"cannot load {file}: {_load_error(exc)}") from None
