@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from fashion_tune.cli.common import check_image_out, console, progress_bar
+from fashion_tune.errors import Interrupted
 
 app = typer.Typer(
     help="Prepare Arrow shard sets (Fashion-MNIST, DeepFashion, an image folder) and inspect them.",
@@ -85,23 +86,28 @@ def prepare(
         views=tuple(view or ()),
         limit=limit,
     )
-    with progress_bar(f"prepare {source}") as bar:
-        task = bar.tasks[0].id
+    try:
+        with progress_bar(f"prepare {source}") as bar:
+            task = bar.tasks[0].id
 
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            def on_progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
 
-        result = run_prepare(
-            source,
-            path,
-            out,
-            options,
-            shard_mb=shard_mb,
-            max_skip_frac=max_skip_frac,
-            workers=workers,
-            overwrite=overwrite,
-            progress=on_progress,
-        )
+            result = run_prepare(
+                source,
+                path,
+                out,
+                options,
+                shard_mb=shard_mb,
+                max_skip_frac=max_skip_frac,
+                workers=workers,
+                overwrite=overwrite,
+                progress=on_progress,
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"the finished shards in {out} are kept; run the same command again to resume"
+        ) from None
     m = result.manifest
     if result.already_complete:
         console.print(f"{result.location} already holds this set; nothing to do.")

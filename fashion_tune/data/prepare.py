@@ -13,6 +13,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -60,6 +61,9 @@ _WORKER_SOURCE: Source | None = None
 def _init_worker(source: Source) -> None:
     global _WORKER_SOURCE
     _WORKER_SOURCE = source
+    # Ctrl-C reaches the whole process group: the parent stops the pool and keeps the
+    # finished shards; a worker printing its own KeyboardInterrupt traceback helps no one
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_load(rec: Record) -> tuple[np.ndarray | None, str | None]:
