@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +59,20 @@ def _image_folder(root: Path, n: int = 3, mode: str = "RGB") -> Path:
             arr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(arr, "RGB").convert(mode).save(root / cls / f"{i}.png")
     return root
+
+
+def _prepare_option_names() -> set[str]:
+    import typer.main
+
+    from fashion_tune.cli import app
+
+    group = typer.main.get_command(app)
+    prep = group.commands["data"].commands["prepare"]  # type: ignore[attr-defined]
+    return {p.name for p in prep.params}
+
+
+# a successful prepare here need not also train the metric reference (minutes of CPU)
+NO_REF = ["--no-reference"] if "reference" in _prepare_option_names() else []
 
 
 def _source_ids(out: Path) -> list[str]:
@@ -145,7 +163,7 @@ def test_damaged_progress_file(
     out = tmp_path / "out"
     out.mkdir()
     (out / PROGRESS).write_bytes(damage.encode("latin-1"))
-    args = ["data", "prepare", "fashion-mnist", "--out", out, "--limit", "50"]
+    args = ["data", "prepare", "fashion-mnist", "--out", out, "--limit", "50", *NO_REF]
     assert_one_error(run_main(capsys, *args), PROGRESS, "--overwrite")
     assert not (out / MANIFEST).exists()
     r = run_main(capsys, *args, "--overwrite")
@@ -157,7 +175,7 @@ def test_damaged_manifest_is_replaced_with_overwrite(
     capsys: pytest.CaptureFixture[str], shards: Path
 ) -> None:
     (shards / MANIFEST).write_text("{garbage")
-    args = ["data", "prepare", "fashion-mnist", "--out", shards, "--limit", "200"]
+    args = ["data", "prepare", "fashion-mnist", "--out", shards, "--limit", "200", *NO_REF]
     assert_one_error(run_main(capsys, *args), MANIFEST)
     r = run_main(capsys, *args, "--overwrite")
     assert r.code == 0, r.err
@@ -166,7 +184,7 @@ def test_damaged_manifest_is_replaced_with_overwrite(
 
 # -- prepare: a folder source notices every changed input ------------------------------------
 def _prepare_folder(capsys: pytest.CaptureFixture[str], src: Path, out: Path, *extra: str):
-    return run_main(capsys, "data", "prepare", "folder", src, "--out", out, *extra)
+    return run_main(capsys, "data", "prepare", "folder", src, "--out", out, *NO_REF, *extra)
 
 
 @pytest.mark.parametrize("change", ["pixels", "moved", "added", "deleted"])
@@ -242,7 +260,16 @@ def test_16_bit_png_is_scaled_not_clipped(
     assert Image.open(src / "ramp.png").mode.startswith("I")
     out = tmp_path / "out"
     r = run_main(
-        capsys, "data", "prepare", "folder", tmp_path / "src", "--out", out, "--channels", "1"
+        capsys,
+        "data",
+        "prepare",
+        "folder",
+        tmp_path / "src",
+        "--out",
+        out,
+        "--channels",
+        "1",
+        *NO_REF,
     )
     assert r.code == 0, r.err
     got = ShardSet(out).gather(np.array([0]))[0, 0]
@@ -266,7 +293,7 @@ def test_rgba_is_composited_on_its_border_colour(
     framed[8:24, 8:24] = (0, 0, 200, 128)
     Image.fromarray(framed, "RGBA").save(src / "framed.png")
     out = tmp_path / "out"
-    r = run_main(capsys, "data", "prepare", "folder", tmp_path / "src", "--out", out)
+    r = run_main(capsys, "data", "prepare", "folder", tmp_path / "src", "--out", out, *NO_REF)
     assert r.code == 0, r.err
     shards = ShardSet(out)
     ids = _source_ids(out)
@@ -408,6 +435,49 @@ def test_inshop_prepare_with_repeated_attribute_rows(
     lines = path.read_text().splitlines()
     path.write_text("\n".join([*lines, lines[2], lines[3]]) + "\n")
     out = tmp_path / "out"
-    r = run_main(capsys, "data", "prepare", "deepfashion", root, "--out", out)
+    r = run_main(capsys, "data", "prepare", "deepfashion", root, "--out", out, *NO_REF)
     assert r.code == 0, r.err
     assert ShardSet(out).manifest.attributes
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+def test_ctrl_c_in_prepare_exits_130_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal sends it: the workers too."""
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    big = src / "a" / "0.jpg"
+    big.parent.mkdir(parents=True)
+    (src / "b").mkdir()
+    Image.fromarray(rng.integers(0, 256, (900, 700, 3), dtype=np.uint8)).save(big)
+    for i in range(1, 300):  # slow to decode: the prepare is interrupted part way
+        shutil.copy(big, src / ("a" if i % 2 else "b") / f"{i}.jpg")
+    out = tmp_path / "out"
+    script = Path(sys.executable).with_name("fashion-tune")
+    cmd = [str(script), "data", "prepare", "folder", str(src), "--out", str(out)]
+    cmd += ["--size", "64", "--shard-mb", "0.05", "--workers", "2", *NO_REF]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / PROGRESS).exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the prepare finished before the interrupt arrived")
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and "resume" in lines[0], stderr
+    assert not (out / MANIFEST).exists()  # never reads as a complete set
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "resumed after" in " ".join(again.stdout.split())
+    assert ShardSet(out).manifest.rows == 300
