@@ -52,7 +52,6 @@ import yaml
 from _bench_common import env, loadavg, machine
 
 from fashion_tune.data.prepare import prepare
-from fashion_tune.data.reader import ShardSet
 from fashion_tune.data.sources import SourceOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,10 +382,10 @@ def main(argv: list[str] | None = None) -> int:
 
     data: Path = args.data.resolve()
     prepare("fashion-mnist", None, str(data), SourceOptions(size=32))
-    from fashion_tune.metrics.features import load_reference
+    from fashion_tune.metrics import reference
 
     t0 = time.perf_counter()
-    load_reference(ShardSet(data), FIXED["metrics.num_samples"], log=lambda _: None)
+    reference.ensure(str(data), log=lambda _: None)
     if time.perf_counter() - t0 > 2:
         print(f"  metric feature net / real stats ready in {time.perf_counter() - t0:.0f} s (once)")
 

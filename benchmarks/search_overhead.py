@@ -82,7 +82,6 @@ import yaml
 from _bench_common import env, loadavg, machine
 
 from fashion_tune.data.prepare import prepare
-from fashion_tune.data.reader import ShardSet
 from fashion_tune.data.sources import SourceOptions
 from fashion_tune.data.storage import cache_root
 
@@ -549,11 +548,11 @@ def main(argv: list[str] | None = None) -> int:
 
     data = data_dir / f"shards-fmnist-32-{SUBSET}"
     prepare("fashion-mnist", None, str(data), SourceOptions(size=32, limit=SUBSET))
-    from fashion_tune.metrics.features import load_reference
+    from fashion_tune.metrics import reference
 
     t0 = time.perf_counter()
     # the metric feature net is trained once per shard set and cached: not part of any row
-    load_reference(ShardSet(data), FIXED["metrics.num_samples"], log=lambda _: None)
+    reference.ensure(str(data), log=lambda _: None)
     if time.perf_counter() - t0 > 2:
         print(f"  metric feature net / real stats ready in {time.perf_counter() - t0:.0f} s (once)")
 

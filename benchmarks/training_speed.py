@@ -61,7 +61,7 @@ from fashion_tune.data.prepare import prepare
 from fashion_tune.data.reader import ShardBatches, ShardSet
 from fashion_tune.data.sources import SourceOptions
 from fashion_tune.data.storage import cache_root
-from fashion_tune.metrics.features import load_reference
+from fashion_tune.metrics import reference
 from fashion_tune.training import train
 
 BATCH = 64
@@ -137,8 +137,8 @@ def shard_set(data_dir: Path, size: int) -> Path:
         print(f"  prepared {out} in {time.perf_counter() - t0:.0f} s (once)")
     shards = ShardSet(out)
     t0 = time.perf_counter()
-    # train() loads (or trains once, then caches) the metric feature net; do it up front
-    load_reference(shards, METRICS["metrics.num_samples"], log=lambda _: None)
+    # the metric reference is made once per shard set, before any trial (train() loads it)
+    reference.ensure(shards.location, log=lambda _: None)
     if time.perf_counter() - t0 > 2:
         print(f"  metric feature net / real stats ready in {time.perf_counter() - t0:.0f} s (once)")
     return out

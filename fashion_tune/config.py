@@ -83,11 +83,16 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    num_samples: int = opt(2000, "generated images per fd / kid / sym_gap evaluation")
+    num_samples: int = opt(2000, "generated images scored per evaluation (fd, kid, recall, ...)")
     kid_subset_size: int = opt(1000, "KID subset size (subsets drawn without replacement)")
     kid_subsets: int = opt(50, "number of KID subsets averaged")
     inception: bool = opt(False, "also compute Inception fid_inception (needs the extra)")
     inception_samples: int = opt(500, "generated images for the Inception metrics")
+    reference: str = opt(
+        "",
+        "metric reference folder or URI (fashion-tune data reference); empty = "
+        "<data.path>/_reference",
+    )
 
 
 @dataclass(frozen=True)

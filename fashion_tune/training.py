@@ -32,13 +32,12 @@ from fashion_tune.data.reader import ShardBatches, ShardSet
 from fashion_tune.errors import ConfigError
 from fashion_tune.grids import make_grid
 from fashion_tune.losses import d_loss, flip, g_loss, penalty, symmetry_loss
-from fashion_tune.metrics.evaluate import Evaluator
-from fashion_tune.metrics.features import load_reference
+from fashion_tune.metrics import reference as metric_reference
+from fashion_tune.metrics.evaluate import OBJECTIVE, Evaluator, nan_scores
 from fashion_tune.models import Discriminator, Generator, build_discriminator, build_generator
 from fashion_tune.sampling import fixed_noise, generate
 
 ReportFn = Callable[[dict[str, Any], "Path | None"], None]
-OBJECTIVES = ("kid", "fd", "sym_gap")
 GRID_COLS = 8
 
 
@@ -46,7 +45,7 @@ GRID_COLS = 8
 class TrialResult:
     status: str  # "finished", "stopped" (should_stop said so) or "diverged"
     metrics: dict[str, Any]  # the last report
-    best: dict[str, Any]  # the report with the lowest kid
+    best: dict[str, Any]  # the report with the best objective (lowest fd)
     run_dir: Path
     checkpoint: Path | None  # the latest checkpoint
     samples: Path | None  # the latest sample grid
@@ -239,14 +238,15 @@ def train(
     # user error leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.json", cfg.to_json())
-    ref = load_reference(shards, cfg.metrics.num_samples, device="cpu", log=log)
+    # the reference is made before any trial (data prepare / data reference / search):
+    # a trial only loads it, so every trial on every node scores with the same ruler
+    ref = metric_reference.load(cfg.metrics.reference or cfg.data.path, shards)
     inception = None
     if cfg.metrics.inception:
-        from fashion_tune.metrics.features import cache_dir_for
-        from fashion_tune.metrics.inception import InceptionMetric
+        from fashion_tune.metrics.inception import InceptionMetric, inception_cache_dir
 
         n_inc = min(cfg.metrics.inception_samples, cfg.metrics.num_samples)
-        inception = InceptionMetric(shards, n_inc, cache_dir_for(shards), str(device))
+        inception = InceptionMetric(shards, n_inc, inception_cache_dir(shards), str(device))
     evaluator = Evaluator(
         ref, cfg.metrics, G.z_dim, _label_freq(shards, cfg.data.split, num_classes), inception
     )
@@ -314,7 +314,7 @@ def train(
     batches = iter(data)
     last_ckpt: Path | None = None
     samples_path: Path | None = None
-    best: dict[str, Any] = min(history, key=lambda r: r["kid"]) if history else {}
+    best: dict[str, Any] = min(history, key=_objective) if history else {}
     metrics: dict[str, Any] = history[-1] if history else {}
     ckpt_dir = Path(checkpoint_root) if checkpoint_root else run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -353,11 +353,8 @@ def train(
         t1 = time.perf_counter()
         # a diverged trial reports NaN metrics: ASHA's cutoffs skip NaN (an inf would
         # poison the percentile), and the searcher records the trial as failed
-        nan = float("nan")
         scores = (
-            evaluator(G_ema)
-            if not diverged
-            else {"fd": nan, "kid": nan, "sym_gap": nan, "sym_asym": nan}
+            evaluator(G_ema) if not diverged else {**nan_scores(), "metric_ref": evaluator.ruler}
         )
         eval_s = time.perf_counter() - t1
         metrics = {
@@ -398,7 +395,7 @@ def train(
             if report:
                 report({**metrics, "resumed_from_kimg": resumed_kimg}, None)
             break
-        if not best or metrics["kid"] <= best["kid"]:
+        if not best or _objective(metrics) <= _objective(best):
             best = metrics
         state = {
             "G": G.state_dict(),
@@ -438,6 +435,12 @@ def _point_latest(ckpt_dir: Path, target: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target.name)
     os.replace(tmp, ckpt_dir / "latest")
+
+
+def _objective(row: dict[str, Any]) -> float:
+    """A tick's objective for 'best' (NaN and rows scored before it existed sort last)."""
+    value = row.get(OBJECTIVE)
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
 
 
 def _prune(ckpt_dir: Path, keep: int, best_tick: int) -> None:

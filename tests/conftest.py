@@ -59,7 +59,19 @@ def fmnist_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("fmnist-small") / "shards"
     prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=3000))
+    from fashion_tune.metrics import reference
+
+    reference.ensure(str(out), log=lambda _: None)  # as `data prepare` does
     return out
+
+
+@pytest.fixture(scope="session")
+def fmnist32_ref(fmnist32: Path) -> Path:
+    """The full 32 px set with its metric reference made (a few minutes on 2 cores)."""
+    from fashion_tune.metrics import reference
+
+    reference.ensure(str(fmnist32), log=lambda _: None)
+    return fmnist32
 
 
 def tiny_overrides(data: Path, **extra: object) -> dict:

@@ -15,7 +15,8 @@ from fashion_tune import checkpoint as ckpt
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardSet
 from fashion_tune.losses import GAN_LOSSES, SYMMETRY_VARIANTS
-from fashion_tune.metrics.features import embed, load_reference
+from fashion_tune.metrics import reference
+from fashion_tune.metrics.featnet import embed
 from fashion_tune.metrics.stats import (
     frechet_distance,
     kernel_inception_distance,
@@ -153,10 +154,10 @@ def test_unsafe_checkpoint_is_refused(tmp_path: Path) -> None:
         ckpt.load(bad)
 
 
-# -- metric sanity ------------------------------------------------------------------------------
-def test_metrics_real_vs_real_near_zero_and_noise_far(fmnist32: Path) -> None:
-    shards = ShardSet(fmnist32)
-    ref = load_reference(shards, 2000)
+# -- metric sanity (the distortion suite is tests/test_metric_sanity.py) -----------------------
+def test_metrics_real_vs_real_near_zero_and_noise_far(fmnist32_ref: Path) -> None:
+    shards = ShardSet(fmnist32_ref)
+    ref = reference.load(str(fmnist32_ref), shards)
     assert ref.accuracy > 0.75  # the feature net learned the garment classes
     test_rows = shards.split_indices("test")[:2000]
     reals = torch.from_numpy(shards.gather(test_rows))
@@ -173,9 +174,9 @@ def test_metrics_real_vs_real_near_zero_and_noise_far(fmnist32: Path) -> None:
     assert abs(kid_real) < 0.01 and fd_real < 1.0
 
 
-def test_symmetry_gap_is_zero_for_mirror_symmetric_images(fmnist32: Path) -> None:
-    shards = ShardSet(fmnist32)
-    ref = load_reference(shards, 2000)
+def test_symmetry_gap_is_zero_for_mirror_symmetric_images(fmnist32_ref: Path) -> None:
+    shards = ShardSet(fmnist32_ref)
+    ref = reference.load(str(fmnist32_ref), shards)
     rows = shards.split_indices("test")[:500]
     imgs = torch.from_numpy(shards.gather(rows))
     left = imgs[..., :16]
@@ -187,11 +188,11 @@ def test_symmetry_gap_is_zero_for_mirror_symmetric_images(fmnist32: Path) -> Non
     np.testing.assert_allclose(mirror_asymmetry(symmetric).numpy(), 0)
 
 
-def test_a_short_trial_visibly_improves(fmnist32: Path, tmp_path: Path) -> None:
+def test_a_short_trial_visibly_improves(fmnist32_ref: Path, tmp_path: Path) -> None:
     """A few kimg of the default conditional DCGAN: kid and fd fall from the first tick."""
     cfg = TrialConfig().with_overrides(
         {
-            "data.path": str(fmnist32),
+            "data.path": str(fmnist32_ref),
             "schedule.total_kimg": 15.0,
             "schedule.tick_kimg": 5.0,
             "metrics.num_samples": 1000,

@@ -7,6 +7,8 @@ from rich.markup import escape
 
 from fashion_tune.cli import data
 from fashion_tune.cli.common import err_console
+from fashion_tune.cli.evaluate import evaluate
+from fashion_tune.cli.reference import reference_cmd
 from fashion_tune.cli.report import report
 from fashion_tune.cli.sample import sample
 from fashion_tune.cli.search import search
@@ -23,11 +25,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+data.app.command("reference")(reference_cmd)
 app.add_typer(data.app, name="data")
 app.command(epilog=_config_epilog())(trial)
 app.command()(search)
 app.command()(sample)
 app.command()(report)
+app.command()(evaluate)
 
 
 # Exit codes: 0 success, 1 a bug (traceback), 2 a user error (usage or bad input),

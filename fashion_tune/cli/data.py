@@ -69,10 +69,18 @@ def prepare(
     overwrite: Annotated[
         bool, typer.Option(help="Replace a different or unfinished set in --out.")
     ] = False,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            help="Then make the set's metric reference (the feature net every trial scores "
+            "with; a few CPU minutes). --no-reference leaves it to search / data reference."
+        ),
+    ] = True,
 ) -> None:
     """Write a shard set: pre-resized uint8 images in Arrow IPC files plus a manifest.
 
-    Re-running the same command resumes an interrupted prepare; a finished set is left as is.
+    Re-running the same command resumes an interrupted prepare; a finished set is left as
+    is. Then the set's metric reference is made once (see `fashion-tune data reference`).
     """
     from fashion_tune.data.prepare import prepare as run_prepare
     from fashion_tune.data.sources import SourceOptions
@@ -117,6 +125,10 @@ def prepare(
         f"wrote {m.rows:,} images ({len(m.shards)} shards, {len(m.skipped)} skipped) "
         f"to {result.location}"
     )
+    if reference:
+        from fashion_tune.cli.reference import ensure_reference
+
+        ensure_reference(out)
     console.print(f"next: fashion-tune data inspect {out}")
 
 

@@ -24,7 +24,10 @@ def report(
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option(help="min or max (default: the search's mode; min for kid, fd, sym_gap)."),
+        typer.Option(
+            help="min or max (default: the search's mode; min for fd, kid, sym_excess; "
+            "max for precision, recall, density, coverage, diversity)."
+        ),
     ] = None,
     out: Annotated[
         Path | None,

@@ -108,8 +108,18 @@ def search(
         )
         console.print_json(cfg.to_json())
         return
+    from fashion_tune.cli.reference import ensure_reference
     from fashion_tune.search.tuner import run_search
 
+    # the metric reference is made here, once, before any trial: trials only load it
+    data_path = resolve_fixed(sp, opts)["data.path"]
+    ref_loc, _ = ensure_reference(
+        data_path,
+        sp.fixed.get("metrics.reference") or None,
+        fallback=f"{exp.rstrip('/')}/_reference",
+    )
+    if ref_loc != data_path:  # a read-only set: the reference lives in the experiment
+        sp.fixed["metrics.reference"] = ref_loc
     grid = run_search(sp, opts)
     errors = sum(1 for r in grid if r.error)
     console.print(f"experiment: {exp} ({len(grid)} trials, {errors} errored)")

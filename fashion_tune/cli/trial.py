@@ -99,8 +99,9 @@ def trial(
     table = Table(title=f"trial {result.status}", show_header=True)
     table.add_column("metric")
     table.add_column("last", justify="right")
-    table.add_column("best (by kid)", justify="right")
-    for key in ("kimg", "kid", "fd", "sym_gap", "img_per_s", "eval_frac"):
+    table.add_column("best (by fd)", justify="right")
+    keys = ("kimg", "fd", "kid", "precision", "recall", "diversity", "sym_excess")
+    for key in (*keys, "img_per_s", "eval_frac"):
         if key in result.metrics:
             last, best = result.metrics[key], result.best.get(key, math.nan)
             table.add_row(key, f"{last:.4g}", f"{best:.4g}")
@@ -118,8 +119,11 @@ def trial(
 def _run(cfg: TrialConfig, out: Path, resume: str | None) -> TrialResult:
     """``train()`` behind a progress bar showing kimg and the latest kid / fd / speed."""
     from fashion_tune.cli.common import progress_bar
+    from fashion_tune.cli.reference import ensure_reference
     from fashion_tune.training import train
 
+    # made once per shard set (a trial itself only loads it); on a laptop, made here
+    ensure_reference(cfg.data.path, cfg.metrics.reference or None)
     with progress_bar("trial") as bar:
         task = bar.tasks[0].id
 
@@ -127,7 +131,8 @@ def _run(cfg: TrialConfig, out: Path, resume: str | None) -> TrialResult:
             extra = ""
             if metrics:
                 extra = (
-                    f"kid {metrics['kid']:.4f}  fd {metrics['fd']:.2f}  "
+                    f"fd {metrics.get('fd', math.nan):.3f}  "
+                    f"recall {metrics.get('recall', math.nan):.2f}  "
                     f"{metrics['img_per_s']:.0f} img/s"
                 )
             bar.update(task, completed=round(done, 1), total=total, extra=extra)

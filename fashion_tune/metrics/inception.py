@@ -19,8 +19,23 @@ from filelock import FileLock
 from torch.nn import functional as F
 
 from fashion_tune.data.reader import ShardSet
+from fashion_tune.data.storage import cache_root
 from fashion_tune.errors import ConfigError
 from fashion_tune.metrics.stats import frechet_distance, kernel_inception_distance, mean_cov
+
+
+def inception_cache_dir(shards: ShardSet) -> Path:
+    """``SHARDS/_metrics`` when writable, else the user cache (keyed by fingerprint)."""
+    beside = shards.folder / "_metrics"
+    try:
+        beside.mkdir(exist_ok=True)
+        if os.access(beside, os.W_OK):
+            return beside
+    except OSError:
+        pass
+    d = cache_root() / "metrics" / shards.manifest.fingerprint
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def _weights_path() -> str:

@@ -182,7 +182,9 @@ def _build(
     ranks = {e.name: e.rank for e in entries if e.rank}
     if points:
         report.figures["pareto"] = "images/pareto.png"
-        plots.pareto(points, front, quality, ranks, img / "pareto.png")
+        plots.pareto(
+            points, front, quality, ranks, img / "pareto.png", rank.symmetry_metric(entries)
+        )
     if importance.values:
         report.figures["importance"] = "images/importance.png"
         plots.importance_bars(importance, img / "importance.png")

@@ -68,7 +68,7 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
     lines += ["## Quality vs symmetry", ""]
     if c["pareto_img"]:
         lines += [f"![pareto]({c['pareto_img']})", "", "Pareto front:", ""]
-        lines += _table(["#", "trial", c["quality"], "sym_gap"], [list(f) for f in c["front"]])
+        lines += _table(["#", "trial", c["quality"], c["symmetry"]], [list(f) for f in c["front"]])
     imp = c["importance"]
     lines += ["## Parameter importance", "", md(imp["about"]), ""]
     if c["importance_img"]:

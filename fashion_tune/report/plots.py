@@ -98,7 +98,7 @@ def metric_vs_kimg(
 
 def trial_curves(entry: Entry, metric: str, colour: Any, path: Path) -> Path:
     """One trial: its objectives and losses per tick, the best tick marked."""
-    keys = [metric] + [m for m in ("kid", "fd", "sym_gap") if m != metric]
+    keys = [metric] + [m for m in ("fd", "recall", "diversity", "sym_excess") if m != metric]
     keys = [k for k in keys if _series(entry.trial.rows, k)[0]]
     panels = [*keys, "losses"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.6), squeeze=False)
@@ -128,8 +128,9 @@ def pareto(
     quality: str,
     ranks: dict[str, int],
     path: Path,
+    symmetry: str = "sym_excess",
 ) -> Path:
-    """Quality vs symmetry gap at each trial's best tick; the Pareto front joined."""
+    """Quality vs symmetry at each competitive trial's best tick; the Pareto front joined."""
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     on = [p for p in points if p[0] in front]
     off = [p for p in points if p[0] not in front]
@@ -148,7 +149,11 @@ def pareto(
         tag = f"#{ranks[name]}" if name in ranks else ""
         ax.annotate(tag, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel(_text(f"{quality} at its best tick"))
-    ax.set_ylabel("sym_gap (0 = perfectly symmetric, 1 = as real garments)")
+    ax.set_ylabel(
+        "sym_excess (0 = as symmetric as real garments)"
+        if symmetry == "sym_excess"
+        else "sym_gap (0 = perfectly symmetric, 1 = as real garments)"
+    )
     ax.set_title("Quality vs symmetry")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)

@@ -12,10 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from fashion_tune.metrics.names import RULER, SCORES
 from fashion_tune.report.collect import CheckpointInfo, Experiment, ReportError, TrialRecord
 
-HIGHER_IS_BETTER = {"img_per_s", "featnet_acc"}
-KNOWN_METRICS = ("kid", "fd", "sym_gap", "sym_asym", "loss/d", "loss/g", "loss/sym", "img_per_s")
+HIGHER_IS_BETTER = {"img_per_s", "featnet_acc"} | {k for k, lower in SCORES.items() if not lower}
+KNOWN_METRICS = (*SCORES, "loss/d", "loss/g", "loss/sym", "img_per_s")
+SYMMETRY_METRICS = ("sym_excess", "sym_gap", "sym_asym")
 # Ray's bookkeeping columns: numeric but not metrics
 RAY_COLUMNS = {
     "tick", "kimg", "timestamp", "training_iteration", "time_this_iter_s", "time_total_s",
@@ -36,6 +38,7 @@ class Entry:
     last: float | None  # the last report's value (shown, never ranked on)
     kimg: float  # kimg reached
     outcome: str  # finished | stopped | diverged | errored | unfinished | pending | no results
+    #              | other ruler (scored against a different metric reference: not ranked)
     #              | folder missing (only the ledger's last value is left: shown, not ranked)
     checkpoint: CheckpointInfo | None  # the best kept checkpoint
     rank: int | None = None  # 1-based; None: nothing to rank on
@@ -160,6 +163,7 @@ def leaderboard(exp: Experiment, metric: str, mode: str) -> list[Entry]:
                 best_checkpoint(t, metric, mode),
             )
         )
+    _unrank_other_rulers(exp, entries)
     ranked = [e for e in entries if e.best is not None]
     sign = 1.0 if mode == "min" else -1.0
     ranked.sort(key=lambda e: sign * (e.best or 0.0))  # stable: ties keep experiment order
@@ -168,11 +172,46 @@ def leaderboard(exp: Experiment, metric: str, mode: str) -> list[Entry]:
     return ranked + [e for e in entries if e.best is None]
 
 
+def ruler_of(trial: TrialRecord) -> str | None:
+    """The metric reference + settings that scored a trial's ticks (None: before rulers were
+    recorded); a trial whose ticks disagree gets the newest tick's."""
+    rulers = [r.get(RULER) for r in trial.rows if isinstance(r.get(RULER), str)]
+    return rulers[-1] if rulers else None
+
+
+def _unrank_other_rulers(exp: Experiment, entries: list[Entry]) -> None:
+    """Scores made with different references are not comparable: rank only the trials
+    scored with the most common ruler and say which were left out."""
+    counts: dict[str | None, int] = {}
+    for e in entries:
+        if e.best is not None:
+            r = ruler_of(e.trial)
+            counts[r] = counts.get(r, 0) + 1
+    if len(counts) <= 1:
+        return
+    main = max(counts, key=lambda r: counts[r])
+    left = [e for e in entries if e.best is not None and ruler_of(e.trial) != main]
+    for e in left:
+        e.best, e.best_row, e.outcome = None, None, "other ruler"
+    names = ", ".join(f"{e.name} ({ruler_of(e.trial) or 'none recorded'})" for e in left[:8])
+    exp.warnings.append(
+        f"{len(left)} trial(s) were scored against a different metric reference than the "
+        f"{counts[main]} ranked ones (metric_ref {main or 'none recorded'}) and are not ranked "
+        f"with them: {names}"
+    )
+
+
 def quality_metric(exp: Experiment, metric: str) -> str:
-    """The 'quality' axis against sym_gap: the ranking metric unless it is sym_gap itself."""
-    if metric != "sym_gap":
+    """The 'quality' axis against symmetry: the ranking metric unless it is a symmetry one."""
+    if metric not in SYMMETRY_METRICS:
         return metric
-    return exp.metric if exp.metric != "sym_gap" else "kid"
+    return exp.metric if exp.metric not in SYMMETRY_METRICS else "fd"
+
+
+def symmetry_metric(entries: list[Entry]) -> str:
+    """sym_excess (asymmetry beyond real garments'), or sym_gap for older experiments."""
+    have = any("sym_excess" in r for e in entries for r in e.trial.rows)
+    return "sym_excess" if have else "sym_gap"
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
@@ -188,13 +227,23 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
 def quality_vs_symmetry(
     entries: list[Entry], quality: str, mode: str
 ) -> tuple[list[tuple[str, float, float]], list[str]]:
-    """(trial name, quality, sym_gap) at each trial's best tick for ``quality``; the front."""
-    pts = []
+    """(trial name, quality, symmetry) at each trial's best tick for ``quality`` and the
+    Pareto front, over the trials of competitive quality only (the better half of the
+    ranked trials, at least 3): blurred or collapsed generators are very symmetric, and
+    a front made of them would say nothing."""
+    sym = symmetry_metric(entries)
+    scored = []
     for e in entries:
-        found = best_of(e.trial.rows, quality, mode)
-        if found is None:
+        if e.outcome == "other ruler":
             continue
-        gap = finite(found[1].get("sym_gap"))
+        found = best_of(e.trial.rows, quality, mode)
+        if found is not None:
+            scored.append((e, found))
+    scored.sort(key=lambda p: p[1][0] if mode == "min" else -p[1][0])
+    keep = scored[: max(3, (len(scored) + 1) // 2)]
+    pts = []
+    for e, found in keep:
+        gap = finite(found[1].get(sym))
         if gap is not None:
             pts.append((e.name, found[0], gap))
     sign = 1.0 if mode == "min" else -1.0

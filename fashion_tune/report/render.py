@@ -16,9 +16,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fashion_tune.report.model import Report, TopTrial
-from fashion_tune.report.rank import Entry, finite
+from fashion_tune.report.rank import Entry, finite, symmetry_metric
 
-SIDE = ("kid", "fd", "sym_gap")
+# shown beside the ranking metric: quality, fidelity / diversity, symmetry (sym_gap for
+# experiments made before sym_excess existed)
+SIDE = ("fd", "kid", "precision", "recall", "coverage", "diversity", "sym_excess", "sym_gap")
 
 
 def fmt(v: Any) -> str:
@@ -27,6 +29,12 @@ def fmt(v: Any) -> str:
     if isinstance(v, float):
         return "NaN" if math.isnan(v) else f"{v:.4g}"
     return str(v)
+
+
+def shown(row: dict[str, Any], key: str) -> str:
+    """A metric of a tick for display: 'missing' when the tick never reported it (a trial
+    scored before the metric existed), never a made-up zero."""
+    return fmt(row.get(key)) if key in row else "missing"
 
 
 def outcome_text(e: Entry) -> str:
@@ -41,7 +49,10 @@ def outcome_text(e: Entry) -> str:
 
 def side_metrics(report: Report) -> list[str]:
     have = {k for e in report.entries for r in e.trial.rows for k in r}
-    return [m for m in SIDE if m != report.metric and m in have]
+    side = [m for m in SIDE if m != report.metric and m in have]
+    if "sym_excess" in side and "sym_gap" in side:
+        side.remove("sym_gap")
+    return side
 
 
 def param_keys(report: Report) -> list[str]:
@@ -162,7 +173,7 @@ def _board(report: Report, side: list[str], keys: list[str]) -> list[dict[str, A
                 "best": fmt(e.best),
                 "best_kimg": fmt(finite(row.get("kimg"))),
                 "last": fmt(e.last),
-                "side": [fmt(row.get(m)) for m in side],
+                "side": [shown(row, m) for m in side],
                 "kimg": fmt(e.kimg),
                 "params": [fmt(e.trial.params.get(k)) for k in keys],
             }
@@ -175,7 +186,7 @@ def _top(report: Report, t: TopTrial, side: list[str]) -> dict[str, Any]:
     numbers = [
         (f"best {report.metric}", fmt(e.best)),
         ("at kimg / tick", f"{fmt(row.get('kimg'))} / {fmt(row.get('tick'))}"),
-        *[(f"{m} at best tick", fmt(row.get(m))) for m in side],
+        *[(f"{m} at best tick", shown(row, m)) for m in side],
         (f"last {report.metric}", fmt(e.last)),
         ("kimg run", fmt(e.kimg)),
     ]
@@ -262,6 +273,7 @@ def html_context(report: Report) -> dict[str, Any]:
         "board": _board(report, side, keys),
         "top": [_top(report, t, side) for t in report.top],
         "quality": report.quality,
+        "symmetry": symmetry_metric(report.entries),
         "front": front,
         "importance": _importance(report),
         "asha": _asha(report),

@@ -1,7 +1,7 @@
 """Search spaces: a YAML file -> a validated, picklable description of a Ray Tune search.
 
 ```yaml
-objective: {metric: kid, mode: min}
+objective: {metric: fd, mode: min}
 fixed:                       # trial-config overrides shared by every trial
   schedule.total_kimg: 12
 params:                      # searched trial-config keys

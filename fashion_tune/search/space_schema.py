@@ -26,14 +26,15 @@ from pydantic import (
 )
 
 from fashion_tune.experiment_layout import name_problem
+from fashion_tune.metrics.names import SCORES
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-OBJECTIVE_METRICS = ("kid", "fd", "sym_gap")
+OBJECTIVE_METRICS = tuple(SCORES)  # every score a tick reports (fd is the default objective)
 SCHEDULERS = ("asha", "fifo")  # asha: AsyncHyperBandScheduler over kimg; fifo: run all to the end
 SEARCHERS = ("optuna", "random")  # optuna: seeded TPE; random: Optuna's seeded RandomSampler
 MAX_SEED = 2**32 - 1  # what Optuna's samplers (NumPy) accept
 EXAMPLES = {  # shown when a mapping is written as something else
-    "objective": "{metric: kid, mode: min}",
+    "objective": "{metric: fd, mode: min}",
     "scheduler": "{type: asha, grace_kimg: 1, reduction_factor: 3}",
     "searcher": "{type: optuna, seed: 0}",
     "resources": "{cpu: 1, gpu: 0}",
@@ -169,7 +170,7 @@ class ParamSpec(_Strict):
 
 
 class Objective(_Strict):
-    metric: Annotated[str, AfterValidator(_one_of(OBJECTIVE_METRICS))] = "kid"
+    metric: Annotated[str, AfterValidator(_one_of(OBJECTIVE_METRICS))] = "fd"
     mode: Annotated[str, AfterValidator(_one_of(("min", "max")))] = "min"
 
 

@@ -35,7 +35,7 @@ from fashion_tune.search.space import Space
 from fashion_tune.search.trainable import ledger_store, run_trial
 
 logger = logging.getLogger("fashion_tune.search")
-METRIC_COLUMNS = ["kimg", "kid", "fd", "sym_gap", "img_per_s"]
+METRIC_COLUMNS = ["kimg", "fd", "recall", "diversity", "sym_excess", "img_per_s"]
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
