@@ -92,3 +92,23 @@ def read_only(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run([umount, str(folder)], check=True)
+
+
+@contextmanager
+def full_filesystem(folder: Path, size: str = "64k") -> Iterator[Path]:
+    """A tiny tmpfs mounted on ``folder``: writes beyond ``size`` fail with ENOSPC."""
+    mount = shutil.which("mount")
+    umount = shutil.which("umount")
+    if os.geteuid() != 0 or not mount or not umount:
+        pytest.skip("needs root and mount(8) to make a small file system")
+    made = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {made.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run([umount, str(folder)], check=True)

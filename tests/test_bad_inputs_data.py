@@ -24,7 +24,7 @@ from fashion_tune.data.sources import SourceOptions
 from fashion_tune.data.sources.deepfashion import DeepFashion
 from fashion_tune.errors import DataError
 from tests import deepfashion_fixtures as fx
-from tests.cli_helpers import assert_one_error, read_only, run_main, tree
+from tests.cli_helpers import assert_one_error, full_filesystem, read_only, run_main, tree
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,17 @@ def test_prepare_into_a_read_only_folder(
         )
         assert_one_error(r, "cannot write to")
     assert list(parent.iterdir()) == []
+
+
+def test_prepare_onto_a_full_disk(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with full_filesystem(disk):
+        r = run_main(
+            capsys, "data", "prepare", "fashion-mnist", "--out", disk / "set", "--limit", "500"
+        )
+        assert_one_error(r, "No space left on device")
+        assert list(disk.iterdir()) == []  # no folder, no temp file, nothing that reads as a set
 
 
 def test_prepare_onto_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
