@@ -9,8 +9,11 @@ no node of a live cluster can hold fails the search with one line naming the res
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -194,6 +197,34 @@ def test_address_that_does_not_answer_fails_fast(
     args = ["--address", "127.0.0.1:1"]
     r = _search(capsys, SPACES / "tiny.yaml", fmnist_small, tmp_path / "results", *args, dry=False)
     assert_one_error(r, "cannot reach the Ray cluster", "127.0.0.1:1")
+    assert time.monotonic() - start < 60
+    _nothing_written(tmp_path / "results")
+
+
+def test_address_of_something_that_is_not_ray_fails_fast(
+    capsys: Any, tmp_path: Path, fmnist_small: Path
+) -> None:
+    """An SSH-like service on the port: Ray would retry it for ever."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    start = time.monotonic()
+    try:
+        for dry in (True, False):
+            args = ["--address", f"127.0.0.1:{port}"]
+            store = tmp_path / "results"
+            r = _search(capsys, SPACES / "tiny.yaml", fmnist_small, store, *args, dry=dry)
+            assert_one_error(r, "not a Ray head", f"127.0.0.1:{port}")
+    finally:
+        server.close()
     assert time.monotonic() - start < 60
     _nothing_written(tmp_path / "results")
 

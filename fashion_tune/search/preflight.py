@@ -106,11 +106,29 @@ def address_endpoint(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def probe_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
-    """Fail with one line unless something accepts a TCP connection at --address.
+# an HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, Ray
+# Client) answers with a SETTINGS frame of its own
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
-    Ray retries an address that does not answer for ever (it never gives up on the GCS):
-    a plain connect, retried for ``timeout_s``, tells a dead address from a slow one.
+
+def _speaks_grpc(sock: socket.socket) -> bool:
+    sock.sendall(_H2_PREFACE)
+    head = b""
+    while len(head) < 9:
+        chunk = sock.recv(9 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return len(head) == 9 and head[3] == 0x04  # frame type SETTINGS
+
+
+def probe_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
+    """Fail with one line unless a Ray head (a gRPC server) answers at --address.
+
+    Ray retries an address for ever when nothing answers, and also when something that
+    is not Ray does (measured: still trying after 110 s). A TCP connect, retried for
+    ``timeout_s``, tells a dead address from a slow one; an HTTP/2 handshake tells Ray's
+    gRPC from another service (skipped under RAY_USE_TLS, where the handshake is TLS).
     """
     endpoint = address_endpoint(address)
     if endpoint is None:
@@ -119,8 +137,20 @@ def probe_address(address: str, timeout_s: float = ADDRESS_TIMEOUT_S) -> None:
     last: OSError | None = None
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(endpoint, timeout=min(5.0, timeout_s)):
-                return
+            with socket.create_connection(endpoint, timeout=min(5.0, timeout_s)) as sock:
+                if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                    return
+                sock.settimeout(5.0)
+                try:
+                    if _speaks_grpc(sock):
+                        return
+                except OSError:
+                    pass
+                raise FashionTuneError(
+                    f"cannot use the Ray cluster at {address}: something answers there but "
+                    "it is not a Ray head (no gRPC); give the head's GCS port (default 6379) "
+                    "or ray://HOST:10001"
+                )
         except OSError as exc:  # refused, unreachable, unknown host, timed out
             last = exc
             if isinstance(exc, socket.gaierror):
