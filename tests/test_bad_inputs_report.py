@@ -20,6 +20,7 @@ import pytest
 from conftest import CLI, ROOT, assert_one_line_error, run_cli
 
 from fashion_tune import experiment_layout as layout
+from tests.cli_helpers import full_filesystem, read_only
 
 KIDS = {"aaa": [0.30, 0.10, 0.20], "bbb": [0.25, 0.22, 0.21], "ccc": [0.40, 0.35]}
 PARAMS = {"aaa": {"optim.lr_g": 2e-4}, "bbb": {"optim.lr_g": 1e-3}, "ccc": {"optim.lr_g": 5e-4}}
@@ -162,6 +163,36 @@ def test_failed_report_keeps_the_old_one(exp: Path, tmp_path: Path) -> None:
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert not list(tmp_path.glob(".report.*"))  # the half-built folder is gone
+
+
+def test_read_only_out_keeps_the_old_report(exp: Path, tmp_path: Path) -> None:
+    parent = tmp_path / "reports"
+    out = parent / "quick"
+    assert_clean_success(report(exp, out))
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with read_only(parent):
+        proc = report(exp, out)
+    assert_one_line_error(proc, str(out))
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_full_disk_mid_report_keeps_the_old_one(exp: Path, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    with full_filesystem(disk, size="160k"):
+        out = disk / "report"
+        proc = report(exp, out)
+        if proc.returncode == 0:  # the first one fits; a second needs room for two
+            before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+            proc = report(exp, out)
+            assert_one_line_error(proc, str(out), "unchanged")
+            after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+            assert after == before
+        else:
+            assert_one_line_error(proc, str(out))
+            assert not out.exists()
+        assert [p.name for p in disk.iterdir() if p.name.startswith(".report")] == []
 
 
 def test_report_replaces_the_previous_one_whole(exp: Path, tmp_path: Path) -> None:
