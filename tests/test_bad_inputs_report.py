@@ -180,19 +180,15 @@ def test_read_only_out_keeps_the_old_report(exp: Path, tmp_path: Path) -> None:
 def test_full_disk_mid_report_keeps_the_old_one(exp: Path, tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    with full_filesystem(disk, size="160k"):
+    with full_filesystem(disk, size="256k"):  # room for one report (~180 KiB), not two
         out = disk / "report"
+        assert_clean_success(report(exp, out))
+        before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         proc = report(exp, out)
-        if proc.returncode == 0:  # the first one fits; a second needs room for two
-            before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-            proc = report(exp, out)
-            assert_one_line_error(proc, str(out), "unchanged")
-            after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-            assert after == before
-        else:
-            assert_one_line_error(proc, str(out))
-            assert not out.exists()
-        assert [p.name for p in disk.iterdir() if p.name.startswith(".report")] == []
+        assert_one_line_error(proc, str(out), "unchanged")
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert after == before
+        assert [p.name for p in disk.iterdir()] == ["report"]  # no half-built folder left
 
 
 def test_report_replaces_the_previous_one_whole(exp: Path, tmp_path: Path) -> None:
