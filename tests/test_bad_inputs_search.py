@@ -72,6 +72,12 @@ SPACE_CASES = {
         "params: {optim.lr_g: {loguniform: [.nan, 1.0e-3]}}",
         ["params.optim.lr_g.loguniform[0]", "finite"],
     ),
+    "choice-empty": ("params: {model.arch: {choice: }}", ["params.model.arch", "choice needs"]),
+    "when-empty": (
+        "params: {loss.lambda_sym: {uniform: [0.1, 1], when: {loss.symmetry: []}}}",
+        ["params.loss.lambda_sym", "at least one value"],
+    ),
+    "num-samples-huge": ("num_samples: 123456789012345678901234567890", ["num_samples", "large"]),
     "bound-word": ("params: {optim.lr_g: {uniform: [low, 1]}}", ["uniform[0]", "'low'"]),
     "max-concurrent-negative": ("max_concurrent: -1", ["max_concurrent", ">= 0"]),
     "reduction-factor-nan": (

@@ -33,6 +33,8 @@ OBJECTIVE_METRICS = tuple(SCORES)  # every score a tick reports (fd is the defau
 SCHEDULERS = ("asha", "fifo")  # asha: AsyncHyperBandScheduler over kimg; fifo: run all to the end
 SEARCHERS = ("optuna", "random")  # optuna: seeded TPE; random: Optuna's seeded RandomSampler
 MAX_SEED = 2**32 - 1  # what Optuna's samplers (NumPy) accept
+MAX_INT = 2**53  # integers beyond this lose precision as floats (and Ray / Optuna use floats)
+MAX_SAMPLES = 1_000_000  # trials in one search
 EXAMPLES = {  # shown when a mapping is written as something else
     "objective": "{metric: fd, mode: min}",
     "scheduler": "{type: asha, grace_kimg: 1, reduction_factor: 3}",
@@ -69,9 +71,11 @@ def _number(value: Any) -> float:
 
 def _integer(value: Any) -> int:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an integer, got {_short(value)}")
+    if abs(value) > MAX_INT:
+        raise ValueError(f"is too large ({len(str(abs(value)))} digits)")
     return value
 
 
@@ -143,6 +147,13 @@ class ParamSpec(_Strict):
                     f"give exactly one of {', '.join(DISTRIBUTIONS)} (plus optional when / "
                     f"step); got {', '.join(map(str, data)) or 'nothing'}"
                 )
+            if data[kinds[0]] is None:
+                shape = "a list of values" if kinds[0] == "choice" else "[low, high]"
+                raise ValueError(f"{kinds[0]} needs {shape}, got nothing")
+            when = data.get("when")
+            for key, values in when.items() if isinstance(when, dict) else ():
+                if values == []:
+                    raise ValueError(f"when: {key} needs at least one value")
         return data
 
     @property
@@ -202,8 +213,12 @@ class SpaceFile(_Strict):
     points: list[dict[str, Scalar]] = []
     scheduler: SchedulerSpec = SchedulerSpec()
     searcher: SearcherSpec = SearcherSpec()
-    num_samples: Annotated[Integer, AfterValidator(_at_least(1))] = 8
-    max_concurrent: Annotated[Integer, AfterValidator(_at_least(0))] = 0  # 0: Ray decides
+    num_samples: Annotated[
+        Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(MAX_SAMPLES))
+    ] = 8
+    max_concurrent: Annotated[
+        Integer, AfterValidator(_at_least(0)), AfterValidator(_at_most(MAX_SAMPLES))
+    ] = 0  # 0: Ray decides
     resources: Resources = Resources()
 
     @field_validator("name")
