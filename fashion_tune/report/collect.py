@@ -105,7 +105,7 @@ def _read_json(store: Store, name: str) -> Any:
 
 def _state_trials(store: Store, names: list[str], warnings: list[str]) -> list[dict[str, Any]]:
     """The trial entries of the newest experiment_state-*.json (JSON fields only)."""
-    states = sorted(n for n in names if n.startswith("experiment_state-") and n.endswith(".json"))
+    states = sorted(n for n in names if layout.is_experiment_state(n))
     if not states:
         warnings.append("no experiment_state-*.json: trial statuses are unknown")
         return []
@@ -229,10 +229,11 @@ def _read_trial(exp_store: Store, rec: TrialRecord, warnings: list[str]) -> None
     assert rec.folder is not None
     store = sub_store(exp_store, rec.folder)
     files = _entries(store)
-    params = _read_json(store, "params.json") if "params.json" in files else None
+    params = _read_json(store, layout.PARAMS_FILE) if layout.PARAMS_FILE in files else None
     if isinstance(params, dict):
         rec.params = params
-    config = _read_json(store, "config.json") if "config.json" in files else None
+    cfg_file = layout.TRIAL_CONFIG_FILE
+    config = _read_json(store, cfg_file) if cfg_file in files else None
     if isinstance(config, dict):
         rec.config = config
     rec.rows, rec.rows_source = _parse_rows(store, files, rec.folder, warnings)
@@ -254,8 +255,9 @@ def _read_trial(exp_store: Store, rec: TrialRecord, warnings: list[str]) -> None
             state = checkpoint_state(store, info.name)
             if state and isinstance(state.get("metrics"), str):
                 info.metrics = json.loads(state["metrics"])
-    if "error.txt" in files:
-        rec.error = strip_ansi(store.read_bytes("error.txt").decode(errors="replace")).strip()
+    if layout.ERROR_FILE in files:
+        text = store.read_bytes(layout.ERROR_FILE).decode(errors="replace")
+        rec.error = strip_ansi(text).strip()
 
 
 def load_experiment(location: str) -> Experiment:
@@ -274,7 +276,7 @@ def load_experiment(location: str) -> Experiment:
         if is_dir
         and any(f in TRIAL_FILES or CHECKPOINT_RE.match(f) for f in _entries(sub_store(store, n)))
     ]
-    has_state = any(n.startswith("experiment_state-") for n in names)
+    has_state = any(layout.is_experiment_state(n) for n in names)
     if not has_state and SEARCH_FILE not in entries and not trial_dirs:
         raise ReportError(
             f"{location} is not a Ray Tune experiment: no experiment_state-*.json, "

@@ -43,8 +43,8 @@ def export_checkpoint(
     for name in (STATE_FILE, layout.TRIAL_CONFIG_FILE):
         if src.exists(name):
             src.download(name, tmp / name)
-    if not (tmp / "config.json").exists() and trial.config:
-        (tmp / "config.json").write_text(json.dumps(trial.config, indent=1))
+    if not (tmp / layout.TRIAL_CONFIG_FILE).exists() and trial.config:
+        (tmp / layout.TRIAL_CONFIG_FILE).write_text(json.dumps(trial.config, indent=1))
     info = {
         "experiment": exp.location,
         "trial_id": trial.trial_id,
