@@ -52,6 +52,16 @@ def assert_one_error(r: Result, *fragments: str, code: int = 2) -> str:
     return line
 
 
+@pytest.fixture(name="empty_cwd")
+def empty_cwd_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty folder so commands find no default data, spaces or runs (import it
+    into a test module to use it)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
 def tree(path: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``path`` with its size and mtime: to prove nothing changed."""
     if not path.exists():

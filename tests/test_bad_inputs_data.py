@@ -24,7 +24,14 @@ from fashion_tune.data.sources import SourceOptions
 from fashion_tune.data.sources.deepfashion import DeepFashion
 from fashion_tune.errors import DataError
 from tests import deepfashion_fixtures as fx
-from tests.cli_helpers import assert_one_error, full_filesystem, read_only, run_main, tree
+from tests.cli_helpers import (
+    assert_one_error,
+    full_filesystem,
+    read_only,
+    run_main,
+    tree,
+)
+from tests.cli_helpers import empty_cwd_fixture as empty_cwd_fixture
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +47,6 @@ def shards(pristine: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "shards"
     shutil.copytree(pristine, dest)
     return dest
-
-
-@pytest.fixture()
-def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    here = tmp_path / "cwd"
-    here.mkdir()
-    monkeypatch.chdir(here)
-    return here
 
 
 def _image_folder(root: Path, n: int = 3, mode: str = "RGB") -> Path:
@@ -329,18 +328,24 @@ def test_rgba_is_composited_on_its_border_colour(
     ],
 )
 def test_inspect_bad_options(
-    capsys: pytest.CaptureFixture[str], shards: Path, cwd: Path, args: list[str], fragment: str
+    capsys: pytest.CaptureFixture[str],
+    shards: Path,
+    empty_cwd: Path,
+    args: list[str],
+    fragment: str,
 ) -> None:
     before = tree(shards)
     assert_one_error(run_main(capsys, "data", "inspect", shards, *args), fragment)
-    assert tree(shards) == before and list(cwd.iterdir()) == []
+    assert tree(shards) == before and list(empty_cwd.iterdir()) == []
 
 
 def test_inspect_grid_that_is_a_folder(
-    capsys: pytest.CaptureFixture[str], shards: Path, cwd: Path
+    capsys: pytest.CaptureFixture[str], shards: Path, empty_cwd: Path
 ) -> None:
-    (cwd / "grids").mkdir()
-    assert_one_error(run_main(capsys, "data", "inspect", shards, "--grid", cwd / "grids"), "folder")
+    (empty_cwd / "grids").mkdir()
+    assert_one_error(
+        run_main(capsys, "data", "inspect", shards, "--grid", empty_cwd / "grids"), "folder"
+    )
 
 
 def test_inspect_grid_into_a_read_only_folder(
@@ -355,13 +360,13 @@ def test_inspect_grid_into_a_read_only_folder(
 
 
 def test_inspect_read_only_set_writes_the_grid_elsewhere(
-    capsys: pytest.CaptureFixture[str], shards: Path, cwd: Path
+    capsys: pytest.CaptureFixture[str], shards: Path, empty_cwd: Path
 ) -> None:
     before = tree(shards)
     with read_only(shards):
         r = run_main(capsys, "data", "inspect", shards)
     assert r.code == 0, r.err
-    assert "read-only" in r.said and (cwd / "samples.png").exists()
+    assert "read-only" in r.said and (empty_cwd / "samples.png").exists()
     assert tree(shards) == before
 
 
@@ -380,7 +385,7 @@ def test_inspect_read_only_set_writes_the_grid_elsewhere(
 def test_inspect_damaged_manifest(
     capsys: pytest.CaptureFixture[str],
     shards: Path,
-    cwd: Path,
+    empty_cwd: Path,
     key: str,
     value: object,
     fragment: str,

@@ -23,6 +23,7 @@ import typer.main
 
 from fashion_tune.cli import app
 from tests.cli_helpers import Result, run_main
+from tests.cli_helpers import empty_cwd_fixture as empty_cwd_fixture
 from tests.conftest import tiny_overrides
 
 SCRIPT = Path(sys.executable).with_name("fashion-tune")
@@ -84,15 +85,6 @@ def assert_usage_error(r: Result, *fragments: str) -> None:
         assert frag in r.error_lines[0], r.error_lines[0]
 
 
-@pytest.fixture()
-def empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in an empty folder so commands find no default data, spaces or runs."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 def test_every_registered_command_is_enumerated() -> None:
     names = {str(c) for c in ALL}
     for expected in ("data prepare", "data inspect", "trial", "search", "sample", "report"):
@@ -134,25 +126,15 @@ def test_unknown_command_is_one_error_line(
     assert_usage_error(run_main(capsys, *cmd.path, "no-such-command"), "no-such-command")
 
 
+@pytest.mark.parametrize("value", [["abc"], []], ids=["wrong-type", "no-value"])
 @pytest.mark.parametrize("cmd", LEAVES, ids=str)
-def test_wrongly_typed_value_is_one_error_line(
-    cmd: Cmd, capsys: pytest.CaptureFixture[str], empty_cwd: Path
+def test_bad_option_value_is_one_error_line(
+    cmd: Cmd, value: list[str], capsys: pytest.CaptureFixture[str], empty_cwd: Path
 ) -> None:
     option = _numeric_option(cmd)
     if option is None:
         pytest.skip(f"{cmd} has no numeric option")
-    r = run_main(capsys, *cmd.path, *_placeholders(cmd), option, "abc")
-    assert_usage_error(r, option)
-
-
-@pytest.mark.parametrize("cmd", LEAVES, ids=str)
-def test_missing_option_value_is_one_error_line(
-    cmd: Cmd, capsys: pytest.CaptureFixture[str], empty_cwd: Path
-) -> None:
-    option = _numeric_option(cmd)
-    if option is None:
-        pytest.skip(f"{cmd} has no numeric option")
-    r = run_main(capsys, *cmd.path, *_placeholders(cmd), option)
+    r = run_main(capsys, *cmd.path, *_placeholders(cmd), option, *value)
     assert_usage_error(r, option)
 
 
