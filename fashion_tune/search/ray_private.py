@@ -23,6 +23,8 @@ import glob
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from fashion_tune.errors import FashionTuneError
 
 WRITTEN_FOR = {"ray": "2.60.", "optuna": "5.0."}  # version prefixes checked at first use
 TEMP_ENV = "FASHION_TUNE_RAY_TEMP"  # where the embedded Ray's private temp folder lives
+NO_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch; "0": a loopback-only node
 
 
 @cache
@@ -111,19 +114,30 @@ def restore_asha_rungs(scheduler: Any, state: dict[str, Any] | None) -> None:
 # -- the embedded Ray: loopback only, in a private temp folder ------------------------------
 
 
-def bind_embedded_to_loopback() -> None:
-    """Make a Ray started by this process register 127.0.0.1 and listen on loopback only.
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a Ray is started inside: it registers 127.0.0.1 and listens on loopback only.
 
     Ray resolves ``_node_ip_address="127.0.0.1"`` to the routable address unless its
-    "no cluster" mode (meant for macOS / Windows) is on; with it on, GCS, raylet, workers
-    and the runtime-env agent bind 127.0.0.1 (measured with ``ss -ltnp``). The variable is
-    also exported so that processes Ray starts agree.
+    "no cluster" mode (meant for macOS / Windows) is on; with it on, GCS, raylet, driver,
+    workers and the runtime-env agent bind 127.0.0.1 (measured with ``ss -ltnp``). The
+    processes Ray starts inherit the setting; this process gets its own back afterwards
+    (a later ``ray.init(address=...)`` to a real cluster must not register as loopback).
     """
     check_versions()
     import ray._private.ray_constants as ray_constants
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    env, const = os.environ.get(NO_CLUSTER_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[NO_CLUSTER_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = const
+        if env is None:
+            os.environ.pop(NO_CLUSTER_ENV, None)
+        else:
+            os.environ[NO_CLUSTER_ENV] = env
 
 
 def private_problem(path: Path) -> str | None:

@@ -288,15 +288,15 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
             ray.init(address=address, log_to_driver=True)
         else:
             temp_dir = ray_private.make_temp_root()
-            ray_private.bind_embedded_to_loopback()
-            ray.init(
-                address="local",  # always a new embedded Ray, never a cluster left running
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                _temp_dir=str(temp_dir),
-                log_to_driver=False,
-            )
+            with ray_private.loopback_only():
+                ray.init(
+                    address="local",  # always a new embedded Ray, never a cluster left running
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    _temp_dir=str(temp_dir),
+                    log_to_driver=False,
+                )
     except ConnectionError as exc:
         raise FashionTuneError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
