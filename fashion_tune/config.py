@@ -19,6 +19,13 @@ from typing import Any
 import yaml
 
 from fashion_tune.errors import ConfigError
+from fashion_tune.registry_names import (
+    D_NORMS,
+    GAN_LOSSES,
+    MODEL_FAMILIES,
+    PENALTIES,
+    SYMMETRY_VARIANTS,
+)
 
 
 def opt(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
@@ -41,24 +48,24 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = opt("dcgan", "model family", ("dcgan", "resnet"))
+    arch: str = opt("dcgan", "model family", MODEL_FAMILIES)
     z_dim: int = opt(100, "latent dimension")
     g_width: int = opt(64, "generator base channels")
     d_width: int = opt(64, "discriminator base channels")
     g_depth: int = opt(0, "generator extra depth (dcgan: 3x3 convs per stage; resnet: blocks-1)")
     d_depth: int = opt(0, "discriminator extra depth (as g_depth)")
-    d_norm: str = opt("spectral", "discriminator normalization", ("none", "batch", "spectral"))
+    d_norm: str = opt("spectral", "discriminator normalization", D_NORMS)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    gan: str = opt("ns", "adversarial loss: non-saturating, hinge or wgan", ("ns", "hinge", "wgan"))
-    penalty: str = opt("none", "gradient penalty on D", ("none", "wgan-gp", "r1"))
+    gan: str = opt("ns", "adversarial loss: non-saturating, hinge or wgan", GAN_LOSSES)
+    penalty: str = opt("none", "gradient penalty on D", PENALTIES)
     penalty_weight: float = opt(10.0, "weight of the gradient penalty (lambda / gamma)")
     symmetry: str = opt(
         "none",
         "symmetry loss variant: D-consistency, flipped-adversarial or pixel mirror",
-        ("none", "consistency", "adversarial", "pixel"),
+        SYMMETRY_VARIANTS,
     )
     lambda_sym: float = opt(0.0, "weight of the symmetry loss in G's objective (0 = off)")
 

@@ -18,13 +18,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fashion_tune.errors import ConfigError
+from fashion_tune.registry_names import GAN_LOSSES, PENALTIES, SYMMETRY_VARIANTS
 
 # D(x, y) -> logits [B]; an nn.Module discriminator or any callable with that contract
 Critic = Callable[[Tensor, Tensor | None], Tensor]
 
-GAN_LOSSES = ("ns", "hinge", "wgan")
-PENALTIES = ("none", "wgan-gp", "r1")
-SYMMETRY_VARIANTS = ("none", "consistency", "adversarial", "pixel")
+# GAN_LOSSES, PENALTIES, SYMMETRY_VARIANTS: listed in registry_names (the config reads them)
 
 
 def _check(what: str, kind: str, choices: tuple[str, ...]) -> None:

@@ -103,3 +103,19 @@ def test_unreadable_spaces(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("params: {a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_space(tmp_path / "broken.yaml")
+
+
+def test_choices_come_from_the_registries() -> None:
+    """The config (and so every search space) accepts exactly what the registries build."""
+    from fashion_tune import losses
+    from fashion_tune.config import _choices
+    from fashion_tune.models import registry
+
+    choices = _choices()
+    assert choices["model.arch"] == registry.archs()
+    assert choices["model.d_norm"] == registry.NORMS
+    assert choices["loss.gan"] == losses.GAN_LOSSES
+    assert choices["loss.penalty"] == losses.PENALTIES
+    assert choices["loss.symmetry"] == losses.SYMMETRY_VARIANTS
+    with pytest.raises(ValueError, match="registry_names.MODEL_FAMILIES"):
+        registry.register("vit", registry.Generator, registry.Discriminator)

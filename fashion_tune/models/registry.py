@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from fashion_tune.errors import ConfigError
+from fashion_tune.registry_names import D_NORMS, MODEL_FAMILIES
 
 IMG_SIZES = (32, 64, 128)
 CHANNELS = (1, 3)
-NORMS = ("none", "batch", "spectral")
+NORMS = D_NORMS  # listed in registry_names (the config reads them there too)
 
 
 class Generator(nn.Module):
@@ -74,6 +75,11 @@ def register(name: str, generator: type[Generator], discriminator: type[Discrimi
     """Make an architecture family buildable by name."""
     if name in _FAMILIES:
         raise ValueError(f"model family {name!r} is registered twice")
+    if name not in MODEL_FAMILIES:
+        raise ValueError(
+            f"model family {name!r} is not listed in registry_names.MODEL_FAMILIES "
+            "(the trial config and search spaces accept the names listed there)"
+        )
     _FAMILIES[name] = Family(name, generator, discriminator)
 
 
