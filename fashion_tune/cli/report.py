@@ -46,9 +46,12 @@ def report(
     from rich.markup import escape
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from fashion_tune.data.storage import is_uri
     from fashion_tune.report import build_report
 
-    name = experiment.rstrip("/").rsplit("/", 1)[-1] or "experiment"
+    # the experiment's own folder name ("." and ".." resolved): reports/<name>
+    last = experiment.rstrip("/").rsplit("/", 1)[-1] if is_uri(experiment) else ""
+    name = last or Path(experiment).expanduser().resolve().name or "experiment"
     folder = out if out is not None else Path("reports") / name
     with Progress(
         SpinnerColumn(),
