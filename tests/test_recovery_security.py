@@ -188,6 +188,11 @@ def test_own_private_experiment_is_trusted(tmp_path: Path) -> None:
     for p in (exp.parent, exp):
         p.chmod(0o755)
     check_trusted(str(exp))
+    exp.parent.chmod(0o1777)  # a sticky shared parent (like /tmp): nobody can swap our folder
+    check_trusted(str(exp))
+    exp.chmod(0o1777)  # but anyone could add a newer state file to the experiment itself
+    with pytest.raises(FashionTuneError, match="will not resume"):
+        check_trusted(str(exp))
 
 
 # -- versions -----------------------------------------------------------------------------

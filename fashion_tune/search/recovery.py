@@ -69,7 +69,9 @@ def check_trusted(experiment: str) -> None:
             continue
         if stat.S_ISLNK(st.st_mode):
             st = os.stat(path)
-        if st.st_uid not in (os.getuid(), 0) or _others_can_write(st):
+        # a sticky parent (like /tmp) lets nobody else rename or replace our folder in it
+        sticky_parent = path == folder.parent and bool(st.st_mode & stat.S_ISVTX)
+        if st.st_uid not in (os.getuid(), 0) or (_others_can_write(st) and not sticky_parent):
             owner = "another user" if st.st_uid not in (os.getuid(), 0) else "others"
             raise FashionTuneError(
                 f"will not resume {experiment}: {path} can be written by {owner} "
