@@ -154,16 +154,19 @@ def test_temp_root_that_is_not_private_is_refused(
 # -- resuming an experiment another user could have written ------------------------------
 
 
-@pytest.mark.parametrize("target", ["folder", "tuner", "state", "storage"])
+@pytest.mark.parametrize("target", ["folder", "tuner", "state", "json-state", "trial", "storage"])
 def test_resume_refuses_an_experiment_others_can_write(
     capsys: Any, tmp_path: Path, fmnist_small: Path, target: str
 ) -> None:
     exp = _experiment(tmp_path)
     (exp / SEARCHER).write_bytes(pickle.dumps({"ok": 1}))
+    (exp / "trial_0001").mkdir()
     path = {
         "folder": exp,
         "tuner": exp / layout.TUNER_FILE,
         "state": exp / SEARCHER,
+        "json-state": exp / STATE,
+        "trial": exp / "trial_0001",
         "storage": exp.parent,
     }[target]
     path.chmod(0o777 if path.is_dir() else 0o666)

@@ -60,8 +60,9 @@ def check_trusted(experiment: str) -> None:
         return
     folder = Path(experiment.removeprefix("file://"))
     paths = [folder.parent, folder, folder / layout.TUNER_FILE]
-    if folder.is_dir():
-        paths += [p for p in folder.iterdir() if layout.is_pickle_state(p.name)]
+    if folder.is_dir():  # Ray's state files hold pickles (the JSON one too), and the trial
+        # folders hold the checkpoints a resumed trial loads
+        paths += [p for p in folder.iterdir() if layout.is_state_file(p.name) or p.is_dir()]
     for path in paths:
         try:
             st = os.lstat(path)
