@@ -298,7 +298,21 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
                     log_to_driver=False,
                 )
     except ConnectionError as exc:
-        raise FashionTuneError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        hint = (
+            ""
+            if address == "auto"
+            else (
+                "; its head answers, so check its token (RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH) "
+                "and that it runs the same Ray version"
+            )
+        )
+        raise FashionTuneError(f"cannot join the Ray cluster at {address}: {exc}{hint}") from None
+    except ray.exceptions.AuthenticationError as exc:
+        first = str(exc).split(". ", 1)[0]
+        raise FashionTuneError(
+            f"the Ray cluster at {address} refused this driver ({first}); give its token "
+            "with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (see `ray get-auth-token`)"
+        ) from None
 
 
 SEARCH_FILE = layout.SEARCH_FILE  # the resolved space, beside Ray's own state
