@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -286,6 +288,45 @@ def test_16_bit_png_is_scaled_not_clipped(
     expected = np.round(ramp / 257.0).astype(np.uint8)
     assert np.abs(got.astype(int) - expected).max() <= 1
     assert got.min() == 0 and got.max() >= 254 and 120 < got.mean() < 135
+
+
+def _png16(arr: np.ndarray, color_type: int) -> bytes:
+    """A 16-bit PNG written by hand (PIL cannot write 48/64-bit): 2 RGB, 4 gray+alpha, 6 RGBA."""
+    h = arr.shape[0]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", arr.shape[1], h, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_48_and_64_bit_pngs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    src = tmp_path / "src" / "deep"
+    src.mkdir(parents=True)
+    rgb = np.zeros((32, 32, 3), np.uint16)
+    rgb[..., 0] = 65535  # full red, half green
+    rgb[..., 1] = 32768
+    (src / "rgb48.png").write_bytes(_png16(rgb, 2))
+    gray_alpha = np.zeros((32, 32, 2), np.uint16)
+    gray_alpha[8:24, 8:24] = (30000, 65535)  # opaque grey square, transparent around it
+    (src / "la32.png").write_bytes(_png16(gray_alpha, 4))
+    out = tmp_path / "out"
+    r = run_main(capsys, "data", "prepare", "folder", tmp_path / "src", "--out", out, *NO_REF)
+    assert r.code == 0, r.err
+    shards, ids = ShardSet(out), _source_ids(out)
+    deep = shards.gather(np.array([ids.index("deep/rgb48.png")]))[0]
+    assert tuple(deep[:, 5, 5]) == (255, 128, 0)
+    la = shards.gather(np.array([ids.index("deep/la32.png")]))[0]
+    assert tuple(la[:, 0, 0]) == (255, 255, 255)  # transparent ring: white
+    assert tuple(la[:, 16, 16]) == (117, 117, 117)  # 30000 / 257
 
 
 def test_rgba_is_composited_on_its_border_colour(
