@@ -57,7 +57,7 @@ def _usage_error(exc: typer.TyperException) -> int:
     message = exc.format_message() or type(exc).__name__
     message = (message[0].lower() + message[1:]).rstrip(".")
     _error(f"{message} (see '{where} --help')")
-    return exc.exit_code if exc.exit_code else EXIT_USAGE
+    return EXIT_USAGE  # also for click's non-usage errors (FileError: exit 1 in click)
 
 
 def main(argv: list[str] | None = None) -> int:
