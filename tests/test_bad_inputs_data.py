@@ -538,3 +538,21 @@ def test_ctrl_c_in_prepare_exits_130_and_the_same_command_resumes(tmp_path: Path
     assert again.returncode == 0, again.stderr
     assert "resumed after" in " ".join(again.stdout.split())
     assert ShardSet(out).manifest.rows == 300
+
+
+def test_deepfashion_annotation_edited_in_place_is_a_different_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = fx.make_inshop_benchmark(tmp_path / "inshop")
+    out = tmp_path / "out"
+    args = ["data", "prepare", "deepfashion", root, "--out", out, *NO_REF]
+    assert run_main(capsys, *args).code == 0
+    assert "already holds this set" in run_main(capsys, *args).said
+    # one status changed in place, same byte count: train -> query ("train" / "query" differ)
+    part = root / "Eval" / "list_eval_partition.txt"
+    text = part.read_text()
+    edited = text.replace("train", "query", 1)
+    assert len(edited) == len(text) and edited != text
+    part.write_text(edited)
+    os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
+    assert_one_error(run_main(capsys, *args), "different shard set")

@@ -720,7 +720,11 @@ class DeepFashion(Source):
                 "benchmark": ls.benchmark,
                 "root": str(root.resolve()),
                 "image_root": prefix or ".",
-                "annotations": {_rel(root, p): p.stat().st_size for p in ls.files},
+                # size and modification time: an annotation edited in place (a label
+                # fixed, same byte count) is a different set, not "nothing to do"
+                "annotations": {
+                    _rel(root, p): [p.stat().st_size, p.stat().st_mtime_ns] for p in ls.files
+                },
             },
         )
 
