@@ -230,6 +230,7 @@ def test_kuberay_shared_volume_is_rwx_mounted_everywhere_and_is_the_storage(
     argv = shlex.split(job["spec"]["entrypoint"])
     assert argv[:2] == ["fashion-tune", "search"]
     assert argv[argv.index("--address") + 1] == "auto"
+    assert "--autoscaling" in argv  # no GPU worker at the start: wait for the autoscaler
     storage = argv[argv.index("--storage") + 1]
     assert storage == mount or storage.startswith(mount.rstrip("/") + "/")
 
