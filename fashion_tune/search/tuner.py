@@ -10,7 +10,13 @@ Beyond Ray's defaults (each a known gap of Ray Tune 2.60):
 * every finished trial is recorded at once in ``fashion_tune_finished/`` in the
   experiment folder, and a restored trial found there replays its result instead of
   training again, so ``--resume`` never re-runs finished work (Ray writes its state at
-  most every few seconds); experiment state is written at every step.
+  most every few seconds); experiment state is written at every step;
+* everything that can be checked is checked before Ray starts (``preflight.py``, also
+  by ``--dry-run``), one trial must fit on a live node, and a new experiment that fails
+  before any trial reported is removed, so it never blocks its name;
+* the embedded Ray listens on loopback only and keeps its temp folder private.
+
+Ray's and Optuna's private internals used for this live in ``ray_private.py`` only.
 """
 
 from __future__ import annotations
