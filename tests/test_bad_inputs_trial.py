@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fashion_tune.checkpoint import STATE_FILE
+from fashion_tune.cli import main
 from fashion_tune.config import TrialConfig
 from tests.cli_helpers import assert_one_error, read_only, run_main, tree
 from tests.conftest import tiny_overrides
@@ -25,15 +26,8 @@ def _sets(overrides: dict) -> list[str]:
 def tiny_run(fmnist_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-tick trial run folder (checkpoints, metrics, config)."""
     run = tmp_path_factory.mktemp("trial") / "run"
-    code = main_quiet("trial", *_sets(tiny_overrides(fmnist_small)), "--out", str(run))
-    assert code == 0
+    assert main(["trial", *_sets(tiny_overrides(fmnist_small)), "--out", str(run)]) == 0
     return run
-
-
-def main_quiet(*argv: str) -> int:
-    from fashion_tune.cli import main
-
-    return main(list(argv))
 
 
 @pytest.fixture()
@@ -189,10 +183,9 @@ def _bad_checkpoints(tmp_path: Path, state: dict) -> dict[str, tuple[Path, str]]
     tmp_path.mkdir()
     cfg = TrialConfig().to_json()
     no_g = {k: v for k, v in state.items() if k not in ("G", "G_ema")}
-    wrong_shape = {**state, "config": json.dumps({**json.loads(state["config"])})}
     shaped = json.loads(state["config"])
-    shaped["model"]["g_width"] = 16
-    wrong_shape["config"] = json.dumps(shaped)
+    shaped["model"]["g_width"] = 16  # the weights were trained at g_width 8
+    wrong_shape = {**state, "config": json.dumps(shaped)}
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     real = tmp_path / "real"
