@@ -119,3 +119,16 @@ def test_choices_come_from_the_registries() -> None:
     assert choices["loss.symmetry"] == losses.SYMMETRY_VARIANTS
     with pytest.raises(ValueError, match="registry_names.MODEL_FAMILIES"):
         registry.register("vit", registry.Generator, registry.Discriminator)
+
+
+def test_yaml_exponent_numbers_are_numbers(tmp_path: Path) -> None:
+    """PyYAML reads 2e-4 (no dot) as a string; a space means the number."""
+    path = tmp_path / "e.yaml"
+    path.write_text(
+        "fixed: {schedule.total_kimg: 4, optim.lr_d: 3e-4}\n"
+        "params: {optim.lr_g: {loguniform: [1e-4, 1e-3]}}\n"
+        "points: [{optim.lr_g: 2e-4}]\n"
+    )
+    space = load_space(path)
+    assert space.fixed["optim.lr_d"] == 3e-4 and space.points[0]["optim.lr_g"] == 2e-4
+    assert (space.params[0].low, space.params[0].high) == (1e-4, 1e-3)

@@ -13,6 +13,7 @@ symmetry variants) are checked by the trial config, whose ``choices`` list them.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -79,8 +80,14 @@ def _integer(value: Any) -> int:
     return value
 
 
+# YAML 1.1 (PyYAML) reads 2e-4 as a string: such strings are the numbers users meant
+_EXPONENT_FLOAT = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
+
+
 def _scalar(value: Any) -> Any:
     """A config value: a string, true/false, an integer or a finite number."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value):
+        value = float(value)
     if isinstance(value, (bool, str, int)):
         return value
     if isinstance(value, float):
