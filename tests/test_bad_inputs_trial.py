@@ -126,6 +126,34 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(
     assert (precious / "thesis.tex").read_text() == "do not delete"
 
 
+@pytest.mark.parametrize("out", ["/proc/fashion-tune-run", "/sys/fashion-tune-run"])
+def test_out_that_cannot_be_created(
+    capsys: pytest.CaptureFixture[str], fmnist_small: Path, out: str
+) -> None:
+    r = run_main(capsys, "trial", "--data", fmnist_small, "--out", out)
+    assert_one_error(r, "cannot create --out", out)
+
+
+def test_out_read_only(
+    capsys: pytest.CaptureFixture[str], fmnist_small: Path, tmp_path: Path
+) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    with read_only(ro):
+        r = run_main(capsys, "trial", "--data", fmnist_small, "--out", ro / "run")
+        assert_one_error(r, "cannot create --out")
+    assert list(ro.iterdir()) == []
+
+
+def test_failed_trial_leaves_no_new_out_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "new-run"
+    r = run_main(capsys, "trial", "--data", tmp_path / "no-such-set", "--out", out)
+    assert_one_error(r, "not a shard set")
+    assert not out.exists()
+
+
 def test_out_that_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("x")

@@ -88,14 +88,18 @@ def trial(
         console.print_json(cfg.to_json())
         return
 
-    _prepare_out(out, resume, overwrite)
+    created = _prepare_out(out, resume, overwrite)
     try:
         result = _run(cfg, out, resume)
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"the checkpoints written so far are in {out}; continue with: "
-            f"fashion-tune trial --resume {out} --out {out}"
-        ) from None
+    except BaseException as exc:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a trial that failed before writing anything leaves no folder
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(
+                f"the checkpoints written so far are in {out}; continue with: "
+                f"fashion-tune trial --resume {out} --out {out}"
+            ) from None
+        raise
     table = Table(title=f"trial {result.status}", show_header=True)
     table.add_column("metric")
     table.add_column("last", justify="right")
@@ -145,11 +149,16 @@ def _run(cfg: TrialConfig, out: Path, resume: str | None) -> TrialResult:
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
 
 
-def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> None:
+def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> bool:
     """Refuse to mix two runs in one folder: ``--out`` may be new, empty, the run being
-    resumed, or (with ``--overwrite``) a run folder to replace."""
+    resumed, or (with ``--overwrite``) a run folder to replace. Creates it (so a place that
+    cannot be written fails now, not after the data is loaded); returns whether it did."""
     if not out.exists():
-        return
+        try:
+            out.mkdir(parents=True)
+        except OSError as exc:
+            raise FashionTuneError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+        return True
     if not out.is_dir():
         raise FashionTuneError(f"--out {out} is a file; give a folder for the run")
     held = [name for name in RUN_FILES if (out / name).exists()]
@@ -159,7 +168,7 @@ def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> None:
                 f"--out {out} is not empty and holds no run; --overwrite replaces only a run "
                 "folder: choose an empty or new --out"
             )
-        return
+        return False
     inside = False
     if resume:
         from fashion_tune.checkpoint import resolve
@@ -171,13 +180,15 @@ def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> None:
             f"--overwrite would delete the checkpoint --resume {resume} continues from; drop one"
         )
     if inside:
-        return
+        return False
     if not overwrite:
         raise FashionTuneError(
             f"--out {out} already holds a run ({', '.join(held)}); continue it with "
             f"--resume {out}, pick another --out, or replace it with --overwrite"
         )
     shutil.rmtree(out)
+    out.mkdir()
+    return False
 
 
 def _check_same_model(base: TrialConfig, cfg: TrialConfig) -> None:
