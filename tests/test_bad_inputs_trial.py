@@ -292,6 +292,8 @@ def test_sample_from_a_bad_checkpoint(
         (["--n", "-5"], "--n"),
         (["--n", "1000000"], "--n"),
         (["--steps", "0"], "--steps"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "99999999999999999999"], "--seed"),
         (["--out", "grid.xyz"], ".xyz"),
         (["--out", "grid"], "no suffix"),
         (["--class", "Spaceship"], "unknown class"),

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fashion_tune.cli.common import check_image_out, console, save_image
+from fashion_tune.config import MAX_SEED
 
 MAX_IMAGES = 4096  # one grid; larger asks are almost surely a typo (and slow to invert)
 
@@ -20,7 +21,9 @@ def sample(
         "samples.png"
     ),
     n: Annotated[int, typer.Option("--n", min=1, max=MAX_IMAGES, help="Number of images.")] = 64,
-    seed: Annotated[int, typer.Option(help="Noise seed (same seed, same images).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Noise seed (same seed, same images).")
+    ] = 0,
     class_: Annotated[
         str | None,
         typer.Option(
