@@ -156,6 +156,30 @@ def test_prepare_onto_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert target.read_text() == "not a folder"
 
 
+def test_prepare_where_no_image_is_usable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    src = tmp_path / "src" / "tops"
+    src.mkdir(parents=True)
+    (src / "empty.png").write_bytes(b"")
+    (src / "cut.gif").write_bytes(b"GIF89a")
+    out = tmp_path / "out"
+    r = run_main(
+        capsys, "data", "prepare", "folder", src.parent, "--out", out, "--max-skip-frac", "1"
+    )
+    assert_one_error(r, "none of the 2 selected images could be used", "empty.png")
+    assert not out.exists()  # not a set of nothing that reads as complete
+
+
+def test_inspect_a_set_without_images(
+    capsys: pytest.CaptureFixture[str], shards: Path, empty_cwd: Path
+) -> None:
+    d = json.loads((shards / MANIFEST).read_text())
+    d["shards"] = []
+    (shards / MANIFEST).write_text(json.dumps(d))
+    assert_one_error(run_main(capsys, "data", "inspect", shards), "holds no images")
+
+
 def test_failed_prepare_leaves_no_empty_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

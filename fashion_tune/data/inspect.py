@@ -54,6 +54,8 @@ def class_grid(
         chosen = np.concatenate([chosen, np.full(per_class - len(chosen), -1)])
         picks.append(chosen)
         names.append(f"{name} ({len(members):,})")
+    if not picks:
+        raise DataError(f"{shards.location} holds no images to show")
     idx = np.concatenate(picks)
     images = np.full((len(idx), *shards.shape), 255, np.uint8)
     valid = idx >= 0

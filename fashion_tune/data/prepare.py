@@ -279,6 +279,12 @@ def _prepare(
             pool.terminate()
             pool.join()
 
+    if not any(info.rows for info in done):  # a set of nothing must not read as a set
+        for info in done:
+            store.delete(info.file)
+        store.delete(PROGRESS)
+        first = "; ".join(f"{s.source_id}: {s.reason}" for s in skipped[:2])
+        raise DataError(f"none of the {len(records)} selected images could be used ({first})")
     manifest = Manifest(
         source=source_name,
         image_size=options.size,
