@@ -245,6 +245,20 @@ def _choices() -> dict[str, tuple[Any, ...]]:
 
 
 MAX_SEED = 2**32 - 1  # numpy's and CUDA's seed range
+# sizes that allocate memory or threads: far beyond any sensible value, well before an OOM
+UPPER_BOUNDS = {
+    "data.batch_size": 1 << 20,
+    "model.z_dim": 8192,
+    "model.g_width": 8192,
+    "model.d_width": 8192,
+    "model.g_depth": 64,
+    "model.d_depth": 64,
+    "optim.n_disc": 1000,
+    "metrics.num_samples": 10**7,
+    "metrics.kid_subsets": 10**5,
+    "metrics.inception_samples": 10**7,
+    "runtime.threads": 1024,
+}
 
 
 def validate(cfg: TrialConfig) -> None:
@@ -273,6 +287,12 @@ def validate(cfg: TrialConfig) -> None:
     for key in positive:
         if not flat[key] > 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {flat[key]!r}")
+    for key, value in flat.items():  # a stray digit is an error here, not an overflow later
+        if type(value) is int and abs(value) >= 2**63:
+            raise ConfigError(f"config key {key!r} is too large: {value!r}")
+    for key, top in UPPER_BOUNDS.items():
+        if key in flat and flat[key] > top:
+            raise ConfigError(f"config key {key!r} must be <= {top}, got {flat[key]!r}")
     for key in [
         "model.g_depth",
         "model.d_depth",
@@ -336,10 +356,12 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Tr
     cfg = TrialConfig()
     if path:
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 raw = yaml.safe_load(f) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
         if not isinstance(raw, dict):

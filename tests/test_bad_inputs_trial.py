@@ -57,6 +57,11 @@ def ckpt_state(tiny_run: Path) -> dict:
         (["--set", f"runtime.seed={10**30}"], "runtime.seed"),
         (["--set", "metrics.kid_subset_size=1"], "metrics.kid_subset_size"),
         (["--set", "metrics.kid_subset_size=0"], "metrics.kid_subset_size"),
+        (["--set", f"model.z_dim={10**20}"], "model.z_dim"),
+        (["--set", f"runtime.threads={10**20}"], "runtime.threads"),
+        (["--set", f"schedule.snapshot_ticks={10**20}"], "too large"),
+        (["--set", "model.g_width=100000"], "model.g_width"),
+        (["--set", "metrics.num_samples=100000000"], "metrics.num_samples"),
         (["--kimg", "nan"], "schedule.total_kimg"),
         (["--kimg", "inf"], "schedule.total_kimg"),
     ],
@@ -85,6 +90,12 @@ def test_bad_config_file_values(
     out = tmp_path / "out"
     assert_one_error(run_main(capsys, "trial", "--config", cfg, "--out", out), fragment)
     assert not out.exists()
+
+
+def test_config_file_that_is_not_utf8(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_bytes(b"\xff\xfe\x00model: 3")
+    assert_one_error(run_main(capsys, "trial", "--config", cfg), "not UTF-8")
 
 
 def test_seed_bounds_are_inclusive() -> None:
@@ -148,10 +159,10 @@ def test_out_read_only(
 def test_failed_trial_leaves_no_new_out_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    out = tmp_path / "new-run"
+    out = tmp_path / "new" / "runs" / "run"
     r = run_main(capsys, "trial", "--data", tmp_path / "no-such-set", "--out", out)
     assert_one_error(r, "not a shard set")
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()  # nor the parents it made
 
 
 def test_out_that_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

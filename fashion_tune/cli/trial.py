@@ -92,8 +92,8 @@ def trial(
     try:
         result = _run(cfg, out, resume)
     except BaseException as exc:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a trial that failed before writing anything leaves no folder
+        if created is not None:  # a trial that failed before writing anything leaves no folder
+            _remove_empty(out, created)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(
                 f"the checkpoints written so far are in {out}; continue with: "
@@ -149,16 +149,30 @@ def _run(cfg: TrialConfig, out: Path, resume: str | None) -> TrialResult:
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
 
 
-def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> bool:
+def _remove_empty(out: Path, top: Path) -> None:
+    """Remove ``out`` and its parents up to ``top`` while they are empty."""
+    folder = out
+    while folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        if folder == top:
+            break
+        folder = folder.parent
+
+
+def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> Path | None:
     """Refuse to mix two runs in one folder: ``--out`` may be new, empty, the run being
     resumed, or (with ``--overwrite``) a run folder to replace. Creates it (so a place that
-    cannot be written fails now, not after the data is loaded); returns whether it did."""
+    cannot be written fails now, not after the data is loaded); returns the topmost folder
+    it created, or None."""
     if not out.exists():
+        top = out
+        while not top.parent.exists() and top.parent != top:
+            top = top.parent
         try:
             out.mkdir(parents=True)
         except OSError as exc:
             raise FashionTuneError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-        return True
+        return top
     if not out.is_dir():
         raise FashionTuneError(f"--out {out} is a file; give a folder for the run")
     held = [name for name in RUN_FILES if (out / name).exists()]
@@ -168,7 +182,7 @@ def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> bool:
                 f"--out {out} is not empty and holds no run; --overwrite replaces only a run "
                 "folder: choose an empty or new --out"
             )
-        return False
+        return None
     inside = False
     if resume:
         from fashion_tune.checkpoint import resolve
@@ -180,7 +194,7 @@ def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> bool:
             f"--overwrite would delete the checkpoint --resume {resume} continues from; drop one"
         )
     if inside:
-        return False
+        return None
     if not overwrite:
         raise FashionTuneError(
             f"--out {out} already holds a run ({', '.join(held)}); continue it with "
@@ -188,7 +202,7 @@ def _prepare_out(out: Path, resume: str | None, overwrite: bool) -> bool:
         )
     shutil.rmtree(out)
     out.mkdir()
-    return False
+    return None
 
 
 def _check_same_model(base: TrialConfig, cfg: TrialConfig) -> None:
