@@ -105,6 +105,8 @@ def _source_ids(out: Path) -> list[str]:
         (["--workers", "0"], "--workers"),
         (["--size", "48"], "unsupported image size"),
         (["--channels", "2"], "channel count"),
+        (["--view", "front"], "--view applies to the deepfashion source"),
+        (["--category-type", "upper"], "--category-type applies to the deepfashion source"),
     ],
 )
 def test_prepare_bad_numbers(

@@ -162,6 +162,10 @@ def prepare(
     if options.channels not in (None, 1, 3):
         raise DataError(f"unsupported channel count {options.channels}: choose 1 or 3")
     _check_numbers(options, shard_mb, max_skip_frac)
+    if source_name != "deepfashion":  # silently ignoring a filter would give the wrong set
+        for flag, given in (("--category-type", options.category_types), ("--view", options.views)):
+            if given:
+                raise DataError(f"{flag} applies to the deepfashion source, not {source_name}")
     store = Store.open(out)
     created = store.ensure_writable()  # a read-only or impossible --out fails before work
     try:
