@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,93 @@ REQUIRED_KEYS = ("G", "model_meta")
 
 class CheckpointError(FashionTuneError):
     """A checkpoint is missing, corrupt, or from an incompatible version."""
+
+
+# a resumable checkpoint's weights and optimizer states when it names none (format 1 as
+# written before tasks existed: the noise-to-image GAN)
+DEFAULT_NETS = ("G", "D", "G_ema")
+DEFAULT_OPTIMIZERS = ("opt_g", "opt_d")
+
+
+@dataclass
+class TrainState:
+    """Everything a trial needs to continue exactly where it stopped, typed.
+
+    The task (``fashion_tune.tasks``) fills ``nets`` / ``optimizers`` / ``rng_noise``;
+    the training loop fills the progress fields. Saved as flat keys (``G``, ``opt_d``,
+    ``nimg``, ...) so readers that only sample (``state["G_ema"]``) need no task.
+    """
+
+    nets: dict[str, dict[str, torch.Tensor]]  # weights by name: "G", "D", "G_ema", ...
+    optimizers: dict[str, dict[str, Any]]  # optimizer states by name: "opt_g", ...
+    rng_noise: torch.Tensor  # the task's noise generator (latents, flips, crops)
+    rng_torch: torch.Tensor  # torch's global CPU generator
+    nimg: int  # real images shown to D so far
+    tick: int
+    epoch: int  # data position: epoch and batch within it
+    batch: int
+    model_meta: dict[str, Any]  # what rebuilds G without a shard set (size, channels, ...)
+    task: str = "noise"  # which task wrote it (fashion_tune.tasks)
+    metrics: dict[str, Any] = field(default_factory=dict)  # the last tick's report
+    history: list[dict[str, Any]] = field(default_factory=list)  # every tick's report
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            **self.nets,
+            **self.optimizers,
+            "task": self.task,
+            "task_nets": list(self.nets),
+            "task_optimizers": list(self.optimizers),
+            "rng_noise": self.rng_noise,
+            "rng_torch": self.rng_torch,
+            "nimg": self.nimg,
+            "tick": self.tick,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "model_meta": self.model_meta,
+            "metrics": json.dumps(self.metrics),
+            "history": json.dumps(self.history),
+        }
+
+    @classmethod
+    def from_payload(cls, state: dict[str, Any], where: Path) -> TrainState:
+        """The state of a loaded checkpoint; one line when it cannot be resumed."""
+        nets = list(state.get("task_nets", DEFAULT_NETS))
+        opts = list(state.get("task_optimizers", DEFAULT_OPTIMIZERS))
+        need = [*nets, *opts, "rng_noise", "rng_torch", "nimg", "tick", "epoch", "batch"]
+        missing = [k for k in need if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"{where} cannot be resumed: it lacks {', '.join(missing)} "
+                "(an exported checkpoint holds only what sampling needs)"
+            )
+        return cls(
+            nets={k: state[k] for k in nets},
+            optimizers={k: state[k] for k in opts},
+            rng_noise=state["rng_noise"],
+            rng_torch=state["rng_torch"],
+            nimg=int(state["nimg"]),
+            tick=int(state["tick"]),
+            epoch=int(state["epoch"]),
+            batch=int(state["batch"]),
+            model_meta=state["model_meta"],
+            task=str(state.get("task", "noise")),
+            metrics=json.loads(state.get("metrics", "{}")),
+            history=json.loads(state.get("history", "[]")),
+        )
+
+
+def save_train_state(path: Path, ts: TrainState, cfg: TrialConfig) -> Path:
+    """Write a resumable checkpoint folder."""
+    return save(path, ts.to_payload(), cfg)
+
+
+def load_train_state(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[TrainState, TrialConfig]:
+    """A resumable checkpoint's state and config; one line when it is not resumable."""
+    state, cfg = load(path, map_location=map_location)
+    return TrainState.from_payload(state, resolve(path)), cfg
 
 
 def save(path: Path, state: dict[str, Any], cfg: TrialConfig) -> Path:

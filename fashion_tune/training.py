@@ -6,18 +6,21 @@ evaluates fd / kid / sym_gap, writes a checkpoint, calls ``report(metrics,
 checkpoint_dir)`` (the metrics plus ``resumed_from_kimg``, where this run resumed) and
 asks ``should_stop()``. ``fashion-tune trial`` calls it
 directly; the Ray Tune trainable adapts the callbacks to ``tune.report``.
+
+The loop owns ticks, the EMA, checkpoints and exact resume (one
+:class:`~fashion_tune.checkpoint.TrainState`), metric logging and TensorBoard; what a
+kind of GAN owns (models, losses, one optimisation step, its scores and sample grid)
+is a task from :mod:`fashion_tune.tasks`, chosen by ``model.arch``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +32,22 @@ from fashion_tune import checkpoint as ckpt
 from fashion_tune.atomic import atomic_path, write_text
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardBatches, ShardSet
-from fashion_tune.errors import ConfigError
-from fashion_tune.grids import make_grid
-from fashion_tune.losses import d_loss, flip, g_loss, penalty, symmetry_loss
 from fashion_tune.metrics import reference as metric_reference
-from fashion_tune.metrics.evaluate import OBJECTIVE, Evaluator, nan_scores
-from fashion_tune.models import Discriminator, Generator, build_discriminator, build_generator
-from fashion_tune.sampling import fixed_noise, generate
+from fashion_tune.metrics.evaluate import OBJECTIVE, nan_scores
+from fashion_tune.models import Generator, build_generator
+from fashion_tune.tasks import Runtime, build_models, build_task, select_device
+from fashion_tune.tasks import label_freq as _label_freq
 
 ReportFn = Callable[[dict[str, Any], "Path | None"], None]
-GRID_COLS = 8
+# kept importable from here: the CLI, report and benchmarks rebuild models through them
+__all__ = [
+    "TrialResult",
+    "_label_freq",
+    "build_models",
+    "rebuild_generator",
+    "select_device",
+    "train",
+]
 
 
 @dataclass
@@ -50,41 +59,6 @@ class TrialResult:
     checkpoint: Path | None  # the latest checkpoint
     samples: Path | None  # the latest sample grid
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def select_device(want: str) -> torch.device:
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("runtime.device is 'cuda' but no CUDA device is visible")
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def build_models(cfg: TrialConfig, shards: ShardSet) -> tuple[Generator, Discriminator]:
-    """G and D for ``cfg`` on this shard set (size, channels and classes come from it)."""
-    m = cfg.model
-    num_classes = shards.num_classes if cfg.data.conditional and shards.num_classes > 1 else 0
-    # resnet counts residual blocks per stage (>= 1); the config counts extra depth
-    extra = 1 if m.arch == "resnet" else 0
-    G = build_generator(
-        m.arch,
-        img_size=shards.image_size,
-        channels=shards.channels,
-        z_dim=m.z_dim,
-        num_classes=num_classes,
-        width=m.g_width,
-        depth=m.g_depth + extra,
-    )
-    D = build_discriminator(
-        m.arch,
-        img_size=shards.image_size,
-        channels=shards.channels,
-        num_classes=num_classes,
-        width=m.d_width,
-        depth=m.d_depth + extra,
-        norm=m.d_norm,
-    )
-    return G, D
 
 
 def rebuild_generator(state: dict[str, Any], cfg: TrialConfig, key: str = "G_ema") -> Generator:
@@ -144,13 +118,6 @@ def _ema_update(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None
             b_ema.copy_(b)
 
 
-def _label_freq(shards: ShardSet, split: str, num_classes: int) -> np.ndarray | None:
-    if num_classes == 0:
-        return None
-    counts = np.bincount(shards.labels[shards.split_indices(split)], minlength=num_classes)
-    return counts / counts.sum()
-
-
 def train(
     cfg: TrialConfig,
     run_dir: str | Path,
@@ -165,81 +132,37 @@ def train(
 ) -> TrialResult:
     """Train one GAN; see the module docstring for the callback contract."""
     run_dir = Path(run_dir)
-    rt, sch, opt_cfg, loss_cfg = cfg.runtime, cfg.schedule, cfg.optim, cfg.loss
+    rt, sch, opt_cfg = cfg.runtime, cfg.schedule, cfg.optim
 
-    # -- setup: determinism, device, data, models ------------------------------------------
+    # -- setup: determinism, device, data, the task (models, losses, one step) --------------
     if rt.threads:
         torch.set_num_threads(rt.threads)
     torch.manual_seed(rt.seed)
-    device = select_device(rt.device)
-    on_cuda = device.type == "cuda"
-    if on_cuda and rt.gpu_mem_frac:
-        torch.cuda.set_per_process_memory_fraction(rt.gpu_mem_frac, device)
-    use_bf16 = rt.amp == "bf16" or (rt.amp == "auto" and on_cuda)
-    channels_last = rt.channels_last == "on" or (rt.channels_last == "auto" and on_cuda)
-    mem_format = torch.channels_last if channels_last else torch.contiguous_format
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-    )
-
+    runtime = Runtime.from_config(cfg)
     shards = ShardSet(cfg.data.path)
     stream = ShardBatches(
         shards, split=cfg.data.split, batch_size=cfg.data.batch_size, seed=rt.seed
     )
-    G, D = build_models(cfg, shards)
-    G, D = G.to(device), D.to(device)
-    G, D = G.to(memory_format=mem_format), D.to(memory_format=mem_format)
-    G_ema = copy.deepcopy(G).requires_grad_(False)
-    betas = (opt_cfg.beta1, opt_cfg.beta2)
-    opt_g = torch.optim.Adam(G.parameters(), lr=opt_cfg.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=opt_cfg.lr_d, betas=betas)
-    noise_gen = torch.Generator(device=device).manual_seed(rt.seed + 1)
-    num_classes = G.num_classes
-    model_meta = {
-        "img_size": G.img_size,
-        "channels": G.channels,
-        "num_classes": num_classes,
-        "classes": shards.classes if num_classes else [],
-    }
+    task = build_task(cfg, shards, runtime)
 
     nimg, tick, data_pos = 0, 0, (0, 0)
     resumed_kimg = 0.0  # told to report() each tick (not a metric: kept out of the history)
     history: list[dict[str, Any]] = []
     if resume is not None:
-        state, _ = ckpt.load(resume, map_location=device)
-        missing = [
-            k for k in ("D", "G_ema", "opt_g", "opt_d", "rng_noise", "nimg") if k not in state
-        ]
-        if missing:
-            raise ckpt.CheckpointError(
-                f"{ckpt.resolve(resume)} cannot be resumed: it lacks {', '.join(missing)} "
-                "(an exported checkpoint holds only what sampling needs)"
-            )
-        for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
-            _load_weights(net, state[key], key, cfg)
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        noise_gen.set_state(state["rng_noise"].cpu() if not on_cuda else state["rng_noise"])
-        torch.set_rng_state(state["rng_torch"].cpu())
-        nimg, tick = int(state["nimg"]), int(state["tick"])
+        ts, _ = ckpt.load_train_state(resume, map_location=runtime.device)
+        task.load_state(
+            ts.nets, ts.optimizers, ts.rng_noise, lambda n, w, k: _load_weights(n, w, k, cfg)
+        )
+        torch.set_rng_state(ts.rng_torch.cpu())
+        nimg, tick, data_pos, history = ts.nimg, ts.tick, (ts.epoch, ts.batch), ts.history
         resumed_kimg = nimg / 1000
-        data_pos = (int(state["epoch"]), int(state["batch"]))
-        history = json.loads(state.get("history", "[]"))
         log(f"resumed from {ckpt.resolve(resume)} at {nimg / 1000:.1f} kimg (tick {tick})")
     data = _Data(stream, *data_pos)
-
-    if rt.compile:
-        G_step: torch.nn.Module = torch.compile(G)  # type: ignore[assignment]
-        D_step: torch.nn.Module = torch.compile(D)  # type: ignore[assignment]
-    else:
-        G_step, D_step = G, D
 
     # written once the data, the models and any resume state are known to be usable, so a
     # user error leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.json", cfg.to_json())
-    if resume is not None:  # the log restarts from the checkpoint: no tick twice, none lost
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     # the reference is made before any trial (data prepare / data reference / search):
     # a trial only loads it, so every trial on every node scores with the same ruler
     ref = metric_reference.load(cfg.metrics.reference or cfg.data.path, shards)
@@ -248,68 +171,14 @@ def train(
         from fashion_tune.metrics.inception import InceptionMetric, inception_cache_dir
 
         n_inc = min(cfg.metrics.inception_samples, cfg.metrics.num_samples)
-        inception = InceptionMetric(shards, n_inc, inception_cache_dir(shards), str(device))
-    evaluator = Evaluator(
-        ref, cfg.metrics, G.z_dim, _label_freq(shards, cfg.data.split, num_classes), inception
-    )
-    grid_rows = min(num_classes, 10) if num_classes else 8
-    grid_z = fixed_noise(grid_rows * GRID_COLS, G.z_dim, rt.seed + 7)
-    grid_y = torch.arange(grid_rows).repeat_interleave(GRID_COLS) if num_classes else None
+        inception = InceptionMetric(shards, n_inc, inception_cache_dir(shards), str(runtime.device))
+    task.setup_eval(ref, inception)
     from tensorboardX import SummaryWriter
 
     tb = SummaryWriter(str(run_dir / "tb"))
     total_nimg = round(sch.total_kimg * 1000)
     tick_nimg = max(1, round(sch.tick_kimg * 1000))
     B = cfg.data.batch_size
-    lam = loss_cfg.lambda_sym if loss_cfg.symmetry != "none" else 0.0
-
-    def real_batch() -> tuple[torch.Tensor, torch.Tensor | None]:
-        images, labels = next(batches)
-        x = images.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
-        x = x.contiguous(memory_format=mem_format)
-        if cfg.data.flip_aug:
-            mask = torch.rand(len(x), device=device, generator=noise_gen) < 0.5
-            x = torch.where(mask[:, None, None, None], flip(x), x)
-        return x, (labels.to(device) if num_classes else None)
-
-    def d_update(
-        x: torch.Tensor, y: torch.Tensor | None, keep_fake: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.randn(len(x), G.z_dim, device=device, generator=noise_gen)
-        with torch.set_grad_enabled(keep_fake), autocast():
-            fake = G_step(z, y)
-        with autocast():
-            loss = d_loss(loss_cfg.gan, D_step(x, y), D_step(fake.detach(), y))
-            if loss_cfg.penalty != "none":
-                loss = loss + loss_cfg.penalty_weight * penalty(
-                    loss_cfg.penalty, D_step, x, fake.detach(), y
-                )
-        opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_d.step()
-        return loss.detach(), fake
-
-    def g_update(
-        fake: torch.Tensor | None, y: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        D.requires_grad_(False)  # G's step needs no weight gradients of D
-        with autocast():
-            if fake is None:
-                z = torch.randn(B, G.z_dim, device=device, generator=noise_gen)
-                fake = G_step(z, y)
-            logits = D_step(fake, y)
-            loss = g_loss(loss_cfg.gan, logits)
-            sym = (
-                symmetry_loss(loss_cfg.symmetry, D_step, fake, logits, y, loss_cfg.gan)
-                if lam > 0
-                else torch.zeros((), device=device)
-            )
-            total = loss + lam * sym
-        opt_g.zero_grad(set_to_none=True)
-        total.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-        return loss.detach(), sym.detach()
 
     # -- the loop: a tick = tick_kimg of reals, then evaluation, checkpoint, report --------
     status = "finished"
@@ -324,26 +193,21 @@ def train(
         progress(nimg / 1000, sch.total_kimg, metrics)
     while nimg < total_nimg:
         tick_start, t0 = nimg, time.perf_counter()
-        sums = torch.zeros(3, device=device)  # d loss, g loss, sym loss (summed over steps)
+        sums = torch.zeros(len(task.loss_names), device=runtime.device)  # summed over steps
         steps = 0
         next_tick = min(total_nimg, (nimg // tick_nimg + 1) * tick_nimg)
         while nimg < next_tick:
-            for _ in range(opt_cfg.n_disc):
-                x, y = real_batch()
-                # one G forward per step when n_disc == 1 (pytorch/examples update order)
-                keep = opt_cfg.n_disc == 1
-                ld, fake = d_update(x, y, keep_fake=keep)
-                nimg += len(x)
-            lg, ls = g_update(fake if keep else None, y)
-            sums += torch.stack([ld, lg, ls])
+            shown, losses = task.step(batches)
+            nimg += shown
+            sums += losses
             steps += 1
             _ema_nimg = opt_cfg.ema_kimg * 1000
             if opt_cfg.ema_kimg > 0:
                 if opt_cfg.ema_rampup > 0:
                     _ema_nimg = min(_ema_nimg, nimg * opt_cfg.ema_rampup)
-                _ema_update(G_ema, G, 0.5 ** (B / max(_ema_nimg, 1e-8)))
+                _ema_update(task.G_ema, task.G, 0.5 ** (B / max(_ema_nimg, 1e-8)))
             else:
-                _ema_update(G_ema, G, 0.0)
+                _ema_update(task.G_ema, task.G, 0.0)
             if progress and steps % 10 == 0:
                 progress(nimg / 1000, sch.total_kimg, metrics)
         train_s = time.perf_counter() - t0
@@ -355,17 +219,13 @@ def train(
         t1 = time.perf_counter()
         # a diverged trial reports NaN metrics: ASHA's cutoffs skip NaN (an inf would
         # poison the percentile), and the searcher records the trial as failed
-        scores = (
-            evaluator(G_ema) if not diverged else {**nan_scores(), "metric_ref": evaluator.ruler}
-        )
+        scores = task.evaluate() if not diverged else {**nan_scores(), "metric_ref": task.ruler}
         eval_s = time.perf_counter() - t1
         metrics = {
             "kimg": nimg / 1000,
             "tick": tick,
             **scores,
-            "loss/d": means[0],
-            "loss/g": means[1],
-            "loss/sym": means[2],
+            **{f"loss/{name}": v for name, v in zip(task.loss_names, means)},
             "img_per_s": (nimg - tick_start) / max(train_s, 1e-9),
             "eval_frac": eval_s / max(train_s + eval_s, 1e-9),
             "diverged": int(diverged),
@@ -375,9 +235,7 @@ def train(
             if isinstance(value, (int, float)) and math.isfinite(value):
                 tb.add_scalar(name if "/" in name else f"metrics/{name}", value, global_step=nimg)
         if not diverged and tick % sch.snapshot_ticks == 0:
-            grid = make_grid(
-                generate(G_ema, grid_z, grid_y), nrow=GRID_COLS, scale=max(1, 64 // G.img_size)
-            )
+            grid = task.sample_grid()
             (run_dir / "samples").mkdir(exist_ok=True)
             # named by images shown, so sub-kimg ticks do not overwrite each other
             samples_path = run_dir / "samples" / f"nimg{nimg:09d}.png"
@@ -399,23 +257,22 @@ def train(
             break
         if not best or _objective(metrics) <= _objective(best):
             best = metrics
-        state = {
-            "G": G.state_dict(),
-            "D": D.state_dict(),
-            "G_ema": G_ema.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "rng_noise": noise_gen.get_state(),
-            "rng_torch": torch.get_rng_state(),
-            "nimg": nimg,
-            "tick": tick,
-            "epoch": data.epoch,
-            "batch": data.batch,
-            "model_meta": model_meta,
-            "metrics": json.dumps(metrics),
-            "history": json.dumps(history),
-        }
-        last_ckpt = ckpt.save(ckpt_dir / f"tick-{tick:05d}", state, cfg)
+        nets, opts, rng_noise = task.state()
+        state = ckpt.TrainState(
+            nets=nets,
+            optimizers=opts,
+            rng_noise=rng_noise,
+            rng_torch=torch.get_rng_state(),
+            nimg=nimg,
+            tick=tick,
+            epoch=data.epoch,
+            batch=data.batch,
+            model_meta=task.model_meta,
+            task=task.name,
+            metrics=metrics,
+            history=history,
+        )
+        last_ckpt = ckpt.save_train_state(ckpt_dir / f"tick-{tick:05d}", state, cfg)
         _point_latest(ckpt_dir, last_ckpt)  # each tick, so an interrupted trial resumes
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
