@@ -406,6 +406,19 @@ def test_inspect_bad_options(
     assert tree(shards) == before and list(empty_cwd.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("location", "fragment"),
+    [("gs://", "names no bucket"), ("s3:///", "bucket"), ("file://", "cannot open")],
+)
+def test_malformed_uris(
+    capsys: pytest.CaptureFixture[str], empty_cwd: Path, location: str, fragment: str
+) -> None:
+    assert_one_error(run_main(capsys, "data", "inspect", location), fragment)
+    r = run_main(capsys, "data", "prepare", "fashion-mnist", "--out", location, "--limit", "5")
+    assert_one_error(r, fragment)
+    assert list(empty_cwd.iterdir()) == []
+
+
 def test_inspect_grid_that_is_a_folder(
     capsys: pytest.CaptureFixture[str], shards: Path, empty_cwd: Path
 ) -> None:

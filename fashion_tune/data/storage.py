@@ -77,7 +77,9 @@ class Store:
             try:
                 fs, path = pafs.FileSystem.from_uri(loc)
             except Exception as exc:  # pyarrow raises ArrowInvalid / OSError flavours
-                raise DataError(f"cannot open {loc}: {exc}") from None
+                raise DataError(f"cannot open {loc}: {_short(str(exc))}") from None
+            if not path.strip("/"):
+                raise DataError(f"{loc} names no bucket or folder; give e.g. s3://bucket/shards")
             return cls(fs, path.rstrip("/"), loc)
         return cls(pafs.LocalFileSystem(), str(Path(loc).expanduser().resolve()), loc)
 
@@ -182,6 +184,13 @@ class Store:
         ):
             while chunk := src.read(16 << 20):
                 out.write(chunk)
+
+
+def _short(text: str, limit: int = 240) -> str:
+    """The first clause of a (pyarrow / AWS) message, so an error stays one readable line:
+    a missing libjvm alone lists some hundred paths it tried."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
 
 
 def os_reason(exc: BaseException) -> str:
