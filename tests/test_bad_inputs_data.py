@@ -287,6 +287,19 @@ def test_resume_of_a_killed_prepare_refuses_changed_inputs(
     assert "dress/5.png" not in ids and "dress/9.png" in ids
 
 
+def test_folder_file_name_that_is_not_utf8(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    src = _image_folder(tmp_path / "src", n=1)
+    odd = os.fsdecode(b"\xff\xfe.png")  # a Latin-1 name on a UTF-8 system
+    shutil.copy(src / "shirt" / "0.png", src / "shirt" / odd)
+    out = tmp_path / "out"
+    r = _prepare_folder(capsys, src, out)
+    assert r.code == 0, r.err
+    assert ShardSet(out).manifest.rows == 3
+    assert "shirt/\ufffd\ufffd.png" in _source_ids(out)
+
+
 # -- prepare: unusual pixels -----------------------------------------------------------------
 def test_16_bit_png_is_scaled_not_clipped(
     capsys: pytest.CaptureFixture[str], tmp_path: Path

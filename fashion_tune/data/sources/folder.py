@@ -27,9 +27,9 @@ def inputs_digest(root: Path, rels: list[str]) -> str:
     for rel in rels:
         try:
             st = (root / rel).stat()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
         except OSError:
-            h.update(f"{rel}\0missing\n".encode())
+            h.update(f"{rel}\0missing\n".encode(errors="surrogateescape"))
     return h.hexdigest()
 
 
@@ -61,7 +61,10 @@ class ImageFolder(Source):
                 for f in sorted(class_dir.rglob("*")):
                     if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
                         rel = f.relative_to(root).as_posix()
-                        records.append(Record(rel, classes.index(class_dir.name), split_idx, rel))
+                        # a file name that is not UTF-8 is still read; its id shows U+FFFD
+                        shown = rel.encode(errors="surrogateescape").decode(errors="replace")
+                        label = classes.index(class_dir.name)
+                        records.append(Record(shown, label, split_idx, rel))
         if not records:
             raise DataError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         records, classes, _ = filter_classes(records, classes, self.options.categories, "class")
