@@ -50,3 +50,25 @@ def make_grid(
             draw.text((4, pad * scale + r * cell + cell // 2 - 6), text, fill=ink)
         img = canvas
     return img
+
+
+def triptychs(
+    columns: list[torch.Tensor | np.ndarray], per_row: int = 4, scale: int = 1
+) -> Image.Image:
+    """Side-by-side sets (e.g. sketch | fabric | garment): ``columns`` are batches of the
+    same length, each resized (nearest) to the largest size and given the most channels;
+    each grid row holds ``per_row`` sets."""
+    arrs = [to_uint8(c) for c in columns]
+    size = max(a.shape[-1] for a in arrs)
+    chans = max(a.shape[1] for a in arrs)
+    fitted = []
+    for a in arrs:
+        if a.shape[-1] != size:  # integer-upscale (the fabric patch is S/4)
+            k = -(-size // a.shape[-1])
+            a = a.repeat(k, axis=2).repeat(k, axis=3)[:, :, :size, :size]
+        if a.shape[1] != chans:
+            a = np.repeat(a, chans, axis=1)
+        fitted.append(a)
+    n = len(fitted[0])
+    inter = np.stack(fitted, axis=1).reshape(n * len(fitted), chans, size, size)
+    return make_grid(inter, nrow=per_row * len(fitted), scale=scale)

@@ -76,6 +76,14 @@ def prepare(
             "with; a few CPU minutes). --no-reference leaves it to search / data reference."
         ),
     ] = True,
+    pairs: Annotated[
+        bool,
+        typer.Option(
+            "--pairs",
+            help="Also store a sketch (garment outline + inner edges) and a fabric patch "
+            "(a crop inside the garment, S/4 px) per image: the inputs of model.arch=fashiongan.",
+        ),
+    ] = False,
 ) -> None:
     """Write a shard set: pre-resized uint8 images in Arrow IPC files plus a manifest.
 
@@ -111,6 +119,7 @@ def prepare(
                 workers=workers,
                 overwrite=overwrite,
                 progress=on_progress,
+                pairs=pairs,
             )
     except KeyboardInterrupt:
         raise Interrupted(
@@ -172,3 +181,10 @@ def inspect(
             note = " (the shard set is remote or read-only: written here instead)"
         check_image_out(grid, "the sample grid")
     console.print(f"sample grid: {write_grid(shards, grid, per_class)}{note}")
+    if shards.has_pairs:  # sketch | fabric | garment, next to the class grid
+        from fashion_tune.data.inspect import write_pairs_grid
+
+        pairs_out = grid.with_name(grid.stem + "-pairs.png")
+        console.print(
+            f"pairs grid (sketch | fabric | garment): {write_pairs_grid(shards, pairs_out)}"
+        )

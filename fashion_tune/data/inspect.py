@@ -11,7 +11,7 @@ from fashion_tune.atomic import atomic_path
 from fashion_tune.data.reader import ShardSet
 from fashion_tune.data.storage import os_reason
 from fashion_tune.errors import DataError
-from fashion_tune.grids import make_grid
+from fashion_tune.grids import make_grid, triptychs
 
 
 def summary_rows(shards: ShardSet) -> list[tuple[str, str]]:
@@ -35,6 +35,9 @@ def summary_rows(shards: ShardSet) -> list[tuple[str, str]]:
         ("skipped inputs", str(len(m.skipped))),
         ("fingerprint", m.fingerprint),
     ]
+    if m.pairs:
+        p = m.fabric_size
+        rows.insert(-1, ("pairs", f"sketch {m.image_size}x{m.image_size}, fabric {p}x{p}"))
     return rows
 
 
@@ -72,4 +75,25 @@ def write_grid(shards: ShardSet, out: Path, per_class: int = 8) -> Path:
             class_grid(shards, per_class).save(tmp)
     except OSError as exc:
         raise DataError(f"cannot write the sample grid {out}: {os_reason(exc)}") from None
+    return out
+
+
+def pairs_grid(shards: ShardSet, n: int = 32, seed: int = 0) -> Image.Image:
+    """Random training pairs as sketch | fabric | garment triptychs, four per row."""
+    shards.require_pairs("the pairs grid")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(shards), size=min(n, len(shards)), replace=False))
+    sketches, fabrics = shards.gather_pairs(idx)
+    scale = max(1, 64 // shards.image_size)
+    return triptychs([sketches, fabrics, shards.gather(idx)], per_row=4, scale=scale)
+
+
+def write_pairs_grid(shards: ShardSet, out: Path, n: int = 32) -> Path:
+    """Write the pairs grid to ``out`` atomically."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            pairs_grid(shards, n).save(tmp)
+    except OSError as exc:
+        raise DataError(f"cannot write the pairs grid {out}: {os_reason(exc)}") from None
     return out

@@ -5,6 +5,9 @@ shard is written atomically and recorded in ``_progress.json``; the manifest is
 written last. A re-run with the same inputs resumes after the last finished
 shard; a re-run with different inputs is refused (or, with ``overwrite``,
 starts over).
+
+With ``pairs`` each garment also gets a sketch and a fabric patch (``pairs.py``),
+stored as two more columns of a version-2 set.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fashion_tune.data.imaging import SkipImage
+from fashion_tune.data.pairs import PAIRS_VERSION, fabric_size, make_pair
 from fashion_tune.data.shards import (
     DEFAULT_SHARD_MB,
+    FORMAT_VERSION,
     MANIFEST,
+    PAIRED_FORMAT_VERSION,
     PROGRESS,
     Manifest,
     ShardInfo,
@@ -155,6 +161,7 @@ def prepare(
     workers: int | None = None,
     overwrite: bool = False,
     progress: ProgressFn | None = None,
+    pairs: bool = False,
 ) -> PrepareResult:
     if source_name not in SOURCES:
         raise DataError(f"unknown source {source_name!r}; choose one of {', '.join(SOURCES)}")
@@ -170,7 +177,16 @@ def prepare(
     created = store.ensure_writable()  # a read-only or impossible --out fails before work
     try:
         return _prepare(
-            source_name, path, store, options, shard_mb, max_skip_frac, workers, overwrite, progress
+            source_name,
+            path,
+            store,
+            options,
+            shard_mb,
+            max_skip_frac,
+            workers,
+            overwrite,
+            progress,
+            pairs,
         )
     except BaseException:
         if created:
@@ -188,6 +204,7 @@ def _prepare(
     workers: int | None,
     overwrite: bool,
     progress: ProgressFn | None,
+    pairs: bool = False,
 ) -> PrepareResult:
     source = SOURCES[source_name](path, options)
     scan = source.scan()
@@ -195,6 +212,8 @@ def _prepare(
     if not records:
         raise DataError(f"no images selected from {source_name} (check the filters)")
     image_bytes = scan.channels * options.size * options.size
+    if pairs:  # the sketch and the fabric patch travel in the same row
+        image_bytes += options.size**2 + scan.channels * fabric_size(options.size) ** 2
     if shard_mb * (1 << 20) < image_bytes:
         raise DataError(
             f"--shard-mb {shard_mb:g} is smaller than one image ({image_bytes / 1024:g} KiB); "
@@ -208,6 +227,8 @@ def _prepare(
             "options": asdict(options),
             "rows": len(records),
             "rows_per_shard": rows_per_shard,
+            # only when on, so the fingerprints of sets without pairs stay as they were
+            **({"pairs": PAIRS_VERSION} if pairs else {}),
         }
     )
     saved = _check_existing(store, fp, overwrite)
@@ -255,6 +276,16 @@ def _prepare(
                     f"--max-skip-frac {max_skip_frac:g} allows (latest: {first})"
                 )
             kept = [chunk[j] for j in keep]
+            made = [make_pair(im) for im in images[: len(keep)]] if pairs else []
+            pair_cols = (
+                (np.stack([m[0] for m in made]), np.stack([m[1] for m in made])) if made else None
+            )
+            if pairs and pair_cols is None:  # a shard with no usable rows
+                s, p = options.size, fabric_size(options.size)
+                pair_cols = (
+                    np.zeros((0, 1, s, s), np.uint8),
+                    np.zeros((0, scan.channels, p, p), np.uint8),
+                )
             attrs = None
             if num_attr and scan.attribute_rows is not None:
                 attrs = scan.attribute_rows[[lo + j for j in keep]]
@@ -266,6 +297,7 @@ def _prepare(
                 [r.source_id for r in kept],
                 num_attr,
                 scan.splits,
+                pair_cols,
             )
             info = ShardInfo(shard_name(k), info.rows, info.bytes, info.sha256, info.split_counts)
             store.write_atomic(info.file, data)
@@ -300,6 +332,10 @@ def _prepare(
         skipped=skipped,
         fingerprint=fp,
         options={**asdict(options), "inputs": scan.spec, "rows_per_shard": rows_per_shard},
+        format_version=PAIRED_FORMAT_VERSION if pairs else FORMAT_VERSION,
+        pairs={"version": PAIRS_VERSION, "fabric_size": fabric_size(options.size)}
+        if pairs
+        else None,
     )
     store.write_atomic(MANIFEST, manifest.to_json().encode())
     store.delete(PROGRESS)

@@ -118,11 +118,15 @@ class ShardSet:
             self.folder = Path(store.root)
         m = self.manifest
         self.shape = (m.channels, m.image_size, m.image_size)
+        self.sketch_shape = (1, m.image_size, m.image_size)  # paired sets only
+        self.fabric_shape = (m.channels, m.fabric_size, m.fabric_size)
         self._open(verify)
 
     # -- opening -----------------------------------------------------------------------------
     def _open(self, verify: Verify) -> None:
         chunks: list[np.ndarray] = []
+        sketches: list[np.ndarray] = []
+        fabrics: list[np.ndarray] = []
         labels, splits = [], []
         self._maps = []
         attrs: list[np.ndarray] = []
@@ -143,12 +147,16 @@ class ShardSet:
                 raise DataError(f"shard {path} holds {rows} rows, manifest says {info.rows}")
             for b in batches:
                 chunks.append(self._image_view(b))
+                if self.manifest.pairs:
+                    sketches.append(self._pair_view(b, "sketch", self.sketch_shape))
+                    fabrics.append(self._pair_view(b, "fabric", self.fabric_shape))
                 labels.append(b.column("label").to_numpy())
                 splits.append(b.column("split").to_numpy())
                 if self.manifest.attributes:
                     col = b.column("attributes")
                     attrs.append(col.values.to_numpy().reshape(b.num_rows, -1))
         self._chunks = chunks
+        self._sketches, self._fabrics = sketches, fabrics
         self._starts = np.cumsum([0] + [len(c) for c in chunks])
         self.labels = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
         self.splits = np.concatenate(splits).astype(np.int8) if splits else np.zeros(0, np.int8)
@@ -168,6 +176,23 @@ class ShardSet:
         buf = col.buffers()[1]
         arr = np.frombuffer(buf, np.uint8, count=len(col) * row, offset=col.offset * row)
         return arr.reshape(len(col), *self.shape)
+
+    def _pair_view(self, batch: pa.RecordBatch, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        row = int(np.prod(shape))
+        if name not in batch.schema.names:
+            raise DataError(
+                f"{self.location}: the manifest says the set has sketch / fabric pairs but a "
+                f"shard lacks its {name!r} column; prepare the set again"
+            )
+        col = batch.column(name)
+        if getattr(col.type, "byte_width", None) != row:
+            raise DataError(
+                f"{self.location}: the {name!r} column holds {col.type} rows, the manifest says "
+                f"{'x'.join(map(str, shape))} = {row} bytes; prepare the set again"
+            )
+        buf = col.buffers()[1]
+        arr = np.frombuffer(buf, np.uint8, count=len(col) * row, offset=col.offset * row)
+        return arr.reshape(len(col), *shape)
 
     def __getstate__(self) -> dict:
         return {"location": self.location, "cache": self._cache, "verify": self._verify}
@@ -238,12 +263,45 @@ class ShardSet:
                 np.take(chunk, idx[lo:hi] - self._starts[c], axis=0, out=out[lo:hi], mode="clip")
         return out
 
+    @property
+    def has_pairs(self) -> bool:
+        return bool(self.manifest.pairs)
+
+    def require_pairs(self, why: str) -> None:
+        """One line when this set has no sketch / fabric columns."""
+        if not self.has_pairs:
+            raise DataError(
+                f"{self.location} has no sketch / fabric pairs (format version "
+                f"{self.manifest.format_version}: prepared without --pairs or by an older "
+                f"fashion-tune), which {why} needs; prepare it again with "
+                "fashion-tune data prepare ... --pairs"
+            )
+
+    def gather_pairs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sketches (n, 1, S, S), fabrics (n, C, P, P)) at global row indices ``idx``."""
+        self.require_pairs("reading pairs")
+        idx = np.asarray(idx, dtype=np.int64)
+        out = []
+        for parts in (self._sketches, self._fabrics):
+            if len(parts) == 1:
+                out.append(parts[0][idx])
+                continue
+            c = np.searchsorted(self._starts, idx, side="right") - 1
+            first = parts[0]
+            arr = np.empty((len(idx), *first.shape[1:]), np.uint8)
+            for k in np.unique(c):
+                sel = c == k
+                arr[sel] = parts[k][idx[sel] - self._starts[k]]
+            out.append(arr)
+        return out[0], out[1]
+
     def attributes(self, idx: np.ndarray) -> np.ndarray | None:
         return None if self._attrs is None else self._attrs[idx]
 
 
 class ShardBatches(IterableDataset):
-    """Shuffled uint8 batches ``(images (B,C,S,S), labels (B,))`` of one split.
+    """Shuffled uint8 batches ``(images (B,C,S,S), labels (B,))`` of one split (with
+    ``pairs=True`` also ``sketches (B,1,S,S), fabrics (B,C,P,P)``).
 
     The order is a function of (seed, epoch) alone. Process ``rank`` of
     ``world_size`` takes every ``world_size``-th row of the permutation; within a
@@ -264,12 +322,16 @@ class ShardBatches(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         drop_last: bool = True,
+        pairs: bool = False,
     ):
         if batch_size < 1:
             raise DataError(f"batch size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is outside world size {world_size}")
         self.shards = shards
+        if pairs:
+            shards.require_pairs("training on sketch + fabric pairs")
+        self.pairs = pairs  # also yield (sketches, fabrics) after (images, labels)
         self.rows = shards.split_indices(split)
         if len(self.rows) < batch_size * world_size and drop_last:
             raise DataError(
@@ -300,7 +362,7 @@ class ShardBatches(IterableDataset):
         rows = self.epoch_rows(epoch)
         return np.sort(rows[batch * self.batch_size : (batch + 1) * self.batch_size])
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
         n = len(self)
@@ -315,6 +377,16 @@ class ShardBatches(IterableDataset):
             if (b - self.start_batch) % nworkers != wid:
                 continue
             idx = rows[b * bs : (b + 1) * bs]
+            if self.pairs:
+                idx = np.sort(idx)
+                sk, fb = self.shards.gather_pairs(idx)
+                yield (
+                    torch.from_numpy(self.shards.gather_sorted(idx)),
+                    torch.from_numpy(self.shards.labels[idx]),
+                    torch.from_numpy(sk),
+                    torch.from_numpy(fb),
+                )
+                continue
             if not self.drop_last:
                 idx = np.sort(idx)
                 yield (

@@ -16,7 +16,12 @@ column          Arrow type                       meaning
 ``split``       int8                             index into manifest ``splits``
 ``attributes``  fixed_size_list<int8>[A] / null  per-attribute 1 / 0 / -1 (DeepFashion)
 ``source_id``   string                           where the row came from (path or index)
+``sketch``      fixed_size_binary(S*S)           paired sets only: uint8 sketch (1, S, S)
+``fabric``      fixed_size_binary(C*P*P)         paired sets only: uint8 fabric patch
 ==============  ===============================  ====================================
+
+A paired set (``data prepare --pairs``, see ``pairs.py``) has format version 2 and a
+``pairs`` entry in its manifest; sets without pairs keep version 1, and both read.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import pyarrow as pa
 from fashion_tune.errors import DataError
 
 FORMAT_VERSION = 1
+PAIRED_FORMAT_VERSION = 2  # adds the sketch and fabric columns
+READ_VERSIONS = (FORMAT_VERSION, PAIRED_FORMAT_VERSION)
 MANIFEST = "manifest.json"
 PROGRESS = "_progress.json"
 SUPPORTED_SIZES = (32, 64, 128)
@@ -42,17 +49,22 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.arrow"
 
 
-def schema(image_bytes: int, num_attributes: int) -> pa.Schema:
+def schema(
+    image_bytes: int, num_attributes: int, pair_bytes: tuple[int, int] | None = None
+) -> pa.Schema:
+    """Columns of a shard; ``pair_bytes`` = (sketch, fabric) bytes per row of a paired set."""
     attr_type = pa.list_(pa.int8(), num_attributes) if num_attributes else pa.null()
-    return pa.schema(
-        [
-            pa.field("image", pa.binary(image_bytes), nullable=False),
-            pa.field("label", pa.int16(), nullable=False),
-            pa.field("split", pa.int8(), nullable=False),
-            pa.field("attributes", attr_type),
-            pa.field("source_id", pa.string(), nullable=False),
-        ]
-    )
+    fields = [
+        pa.field("image", pa.binary(image_bytes), nullable=False),
+        pa.field("label", pa.int16(), nullable=False),
+        pa.field("split", pa.int8(), nullable=False),
+        pa.field("attributes", attr_type),
+        pa.field("source_id", pa.string(), nullable=False),
+    ]
+    if pair_bytes is not None:
+        fields.append(pa.field("sketch", pa.binary(pair_bytes[0]), nullable=False))
+        fields.append(pa.field("fabric", pa.binary(pair_bytes[1]), nullable=False))
+    return pa.schema(fields)
 
 
 def check_size(size: int) -> int:
@@ -93,6 +105,8 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     layout: str = "CHW"
+    # paired sets: {"version": recipe version, "fabric_size": P}; None = no pair columns
+    pairs: dict[str, int] | None = None
 
     @property
     def rows(self) -> int:
@@ -109,8 +123,18 @@ class Manifest:
                 out[k] = out.get(k, 0) + v
         return out
 
+    @property
+    def fabric_size(self) -> int:
+        return int(self.pairs["fabric_size"]) if self.pairs else 0
+
+    @property
+    def pair_bytes(self) -> tuple[int, int] | None:
+        if not self.pairs:
+            return None
+        return self.image_size**2, self.channels * self.fabric_size**2
+
     def schema(self) -> pa.Schema:
-        return schema(self.image_bytes, len(self.attributes))
+        return schema(self.image_bytes, len(self.attributes), self.pair_bytes)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -125,14 +149,19 @@ class Manifest:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataError(
-                f"{where} has shard format version {version}; this fashion-tune reads "
-                f"version {FORMAT_VERSION}: prepare the set again"
-            )
         if not isinstance(d, dict):
             raise DataError(f"{where} is not a shard-set manifest (not a JSON object)")
+        version = d.get("format_version")
+        if version not in READ_VERSIONS:
+            raise DataError(
+                f"{where} has shard format version {version}; this fashion-tune reads "
+                f"versions {', '.join(map(str, READ_VERSIONS))}: prepare the set again"
+            )
+        pairs = d.get("pairs")
+        if version == PAIRED_FORMAT_VERSION and not (
+            isinstance(pairs, dict) and type(pairs.get("fabric_size")) is int
+        ):
+            raise DataError(f"{where}: a paired set (version 2) without a valid 'pairs' entry")
         for key, allowed in (("image_size", SUPPORTED_SIZES), ("channels", (1, 3))):
             value = d.get(key)
             if type(value) is not int or value not in allowed:
@@ -153,6 +182,8 @@ class Manifest:
                 fingerprint=d["fingerprint"],
                 options=dict(d.get("options", {})),
                 layout=d.get("layout", "CHW"),
+                format_version=int(version),
+                pairs=dict(pairs) if isinstance(pairs, dict) and version == 2 else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{where} is missing or has a malformed field: {exc}") from None
@@ -172,13 +203,16 @@ def encode_shard(
     source_ids: list[str],
     num_attributes: int,
     split_names: list[str],
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[bytes, ShardInfo]:
-    """Serialize rows to Arrow IPC file bytes; returns (bytes, info without file name)."""
+    """Serialize rows to Arrow IPC file bytes; returns (bytes, info without file name).
+    ``pairs`` = (sketches (n, 1, S, S), fabrics (n, C, P, P)) for a paired set."""
     n = len(labels)
     image_bytes = int(np.prod(images.shape[1:]))
-    flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(n * image_bytes)
-    image_col = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(image_bytes), n, [None, pa.py_buffer(flat)]
+    image_col = _fixed_binary(images, n)
+    pair_cols = [] if pairs is None else [_fixed_binary(a, n) for a in pairs]
+    pair_bytes = (
+        None if pairs is None else (pair_cols[0].type.byte_width, pair_cols[1].type.byte_width)
     )
     if num_attributes:
         assert attributes is not None
@@ -193,8 +227,9 @@ def encode_shard(
             pa.array(splits.astype(np.int8)),
             attr_col,
             pa.array(source_ids, pa.string()),
+            *pair_cols,
         ],
-        schema=schema(image_bytes, num_attributes),
+        schema=schema(image_bytes, num_attributes, pair_bytes),
     )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
@@ -210,3 +245,10 @@ def encode_shard(
         split_counts={name: int(c) for name, c in zip(split_names, counts) if c},
     )
     return buf.to_pybytes(), info
+
+
+def _fixed_binary(arr: np.ndarray, n: int) -> pa.FixedSizeBinaryArray:
+    """Rows of a uint8 array as one fixed-size binary column (no copy of the pixels)."""
+    row = int(np.prod(arr.shape[1:]))
+    flat = np.ascontiguousarray(arr, dtype=np.uint8).reshape(n * row)
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(row), n, [None, pa.py_buffer(flat)])
