@@ -182,6 +182,17 @@ def test_inspect_a_set_without_images(
     assert_one_error(run_main(capsys, "data", "inspect", shards), "holds no images")
 
 
+def test_overwrite_never_replaces_a_folder_that_is_not_a_shard_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("mine")
+    args = ["data", "prepare", "fashion-mnist", "--out", mine, "--limit", "10", "--overwrite"]
+    assert_one_error(run_main(capsys, *args), "not a shard set", "--overwrite replaces only")
+    assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
+
+
 def test_failed_prepare_leaves_no_empty_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -128,9 +128,10 @@ def _check_existing(store: Store, fp: str, overwrite: bool) -> dict | None:
             f"(fingerprint {progress.get('fingerprint')}; inputs changed, moved, added or "
             "deleted since, or other options); use another --out or --overwrite"
         )
-    elif MANIFEST not in names and PROGRESS not in names and not overwrite:
+    elif MANIFEST not in names and PROGRESS not in names:  # --overwrite too: not ours
         raise DataError(
-            f"{store.location} is not empty and is not a shard set; choose an empty or new --out"
+            f"{store.location} is not empty and is not a shard set; choose an empty or new "
+            "--out (--overwrite replaces only a shard set)"
         )
     for name in names:
         if name in (MANIFEST, PROGRESS) or name.startswith("shard-"):
