@@ -68,10 +68,12 @@ def test_diversity_and_symmetry_do_not_reward_collapse(table: dict) -> None:
     assert 0.85 < real["diversity"] < 1.15
     assert table["1 per class"]["diversity"] < 0.05
     assert table["4 per class"]["diversity"] < 0.9 * real["diversity"]
-    # sym_gap calls blurred / collapsed garments "more symmetric"; sym_excess does not reward it
-    for case in ("blur 5x5", "1 per class", "class means"):
-        assert table[case]["sym_excess"] <= real["sym_excess"] + 0.05
-    assert table["class means"]["sym_gap"] < real["sym_gap"]
+    # sym_gap calls blurred and averaged garments "more symmetric" (better); sym_excess can
+    # gain at most the reals' own small excess (sampling noise) by being too symmetric
+    for case in ("blur 3x3", "blur 5x5", "class means"):
+        assert real["sym_gap"] - table[case]["sym_gap"] > 0.2, (case, table[case])
+        assert real["sym_excess"] - table[case]["sym_excess"] <= 0.05, (case, table[case])
+    assert table["1 per class"]["sym_excess"] >= real["sym_excess"] - 0.05
 
 
 def test_reference_is_hashed_checked_and_never_trained_by_a_trial(
@@ -109,7 +111,8 @@ def test_reference_is_hashed_checked_and_never_trained_by_a_trial(
 
 def _write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray | None, classes: list[str]):
     for i, img in enumerate(images):
-        sub = folder / classes[labels[i]] if labels is not None else folder
+        # a class folder is the class name, '/' written as '_' ("T-shirt/top" -> "T-shirt_top")
+        sub = folder / classes[labels[i]].replace("/", "_") if labels is not None else folder
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0]).save(sub / f"{i:05d}.png")
 
@@ -158,7 +161,7 @@ def test_evaluate_a_folder_of_images_and_a_checkpoint(fmnist_small: Path, tmp_pa
         (lambda d: d.mkdir(), "holds 0 images"),
         (lambda d: _one(d, (16, 16), "L"), "is 16x16 px"),
         (lambda d: _one(d, (32, 32), "RGB"), "3 channel"),
-        (lambda d: (d.mkdir(), (d / "x.png").write_bytes(b"not a png")), "cannot read image"),
+        (lambda d: _garbage(d), "cannot read image"),
         (lambda d: _one(d / "NoSuchClass", (32, 32), "L"), "name no class"),
     ],
 )
@@ -173,6 +176,12 @@ def test_evaluate_bad_inputs_are_one_line(
         assert_one_line_error(proc, "checkpoint")
     else:
         assert_one_line_error(proc, fragment)
+
+
+def _garbage(folder: Path) -> None:
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"{i}.png").write_bytes(b"not a png")
 
 
 def _one(folder: Path, size: tuple[int, int], mode: str) -> None:

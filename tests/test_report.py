@@ -18,8 +18,8 @@ def result_rows(trial_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in (trial_dir / "result.json").read_text().splitlines()]
 
 
-def best_kid(rows: list[dict[str, Any]]) -> float:
-    return min(r["kid"] for r in rows if math.isfinite(r["kid"]))
+def best_fd(rows: list[dict[str, Any]]) -> float:
+    return min(r["fd"] for r in rows if math.isfinite(r["fd"]))
 
 
 def trial_dirs(exp: Path) -> list[Path]:
@@ -59,19 +59,21 @@ def test_report_ranks_by_best_value_over_all_ticks(tiny_report: Path, tiny_exper
     for name in ("metric-vs-kimg.png", "pareto.png", "asha.png"):
         assert (tiny_report / "images" / name).exists(), name
     expected = {p.name.removeprefix("trial_"): result_rows(p) for p in trial_dirs(tiny_experiment)}
-    order = sorted(expected, key=lambda t: best_kid(expected[t]))
+    order = sorted(expected, key=lambda t: best_fd(expected[t]))
     doc = json.loads((tiny_report / "leaderboard.json").read_text())
     trials = doc["trials"]
     assert [t["trial_id"] for t in trials] == order
     assert [t["rank"] for t in trials] == list(range(1, len(order) + 1))
     for t in trials:
         rows = expected[t["trial_id"]]
-        assert t["best"] == best_kid(rows)
-        assert t["last"] == rows[-1]["kid"]
+        assert t["best"] == best_fd(rows)
+        assert t["last"] == rows[-1]["fd"]
         assert t["kimg"] == max(r["kimg"] for r in rows)
-        best_row = next(r for r in rows if r["kid"] == t["best"])
+        best_row = next(r for r in rows if r["fd"] == t["best"])
         assert t["best_kimg"] == best_row["kimg"]
-        assert t["sym_gap_at_best"] == best_row["sym_gap"]
+        assert t["sym_excess_at_best"] == best_row["sym_excess"]
+        assert t["recall_at_best"] == best_row["recall"]
+        assert "sym_gap_at_best" not in t  # superseded by sym_excess where both exist
     with open(tiny_report / "leaderboard.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["trial_id"] for r in table] == order
@@ -97,13 +99,13 @@ def test_ranking_ignores_the_last_report(tiny_experiment: Path, tmp_path: Path):
 
     exp = copy_experiment(tiny_experiment, tmp_path / "exp")
     longer = [p for p in trial_dirs(exp) if len(result_rows(p)) > 1]
-    worst = max(longer, key=lambda p: best_kid(result_rows(p)))
+    worst = max(longer, key=lambda p: best_fd(result_rows(p)))
     rows = result_rows(worst)
-    rows[0]["kid"] = -5.0  # its first tick now beats everything; its last row is unchanged
+    rows[0]["fd"] = -5.0  # its first tick now beats everything; its last row is unchanged
     (worst / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    entries = leaderboard(load_experiment(str(exp)), "kid", "min")
+    entries = leaderboard(load_experiment(str(exp)), "fd", "min")
     assert entries[0].name == worst.name and entries[0].best == -5.0
-    assert entries[0].last == rows[-1]["kid"] != -5.0
+    assert entries[0].last == rows[-1]["fd"] != -5.0
 
 
 def test_exported_checkpoint_works_with_sample(tiny_report: Path, tmp_path: Path):
@@ -125,7 +127,7 @@ def test_importance_handles_conditional_params(tiny_experiment: Path):
     from fashion_tune.report.rank import leaderboard
 
     exp = load_experiment(str(tiny_experiment))
-    entries = leaderboard(exp, "kid", "min")
+    entries = leaderboard(exp, "fd", "min")
     imp = compute(exp, entries, "min")
     searched = {p["key"] for p in exp.search["params"]}  # type: ignore[index]
     assert imp.n_trials == len(entries)
@@ -138,7 +140,7 @@ def test_importance_handles_conditional_params(tiny_experiment: Path):
 # -- broken experiments and bad input ---------------------------------------------------------
 def test_errored_trial_and_missing_checkpoint(tiny_experiment: Path, tmp_path: Path):
     exp = copy_experiment(tiny_experiment, tmp_path / "exp")
-    dirs = sorted(trial_dirs(exp), key=lambda p: best_kid(result_rows(p)))
+    dirs = sorted(trial_dirs(exp), key=lambda p: best_fd(result_rows(p)))
     best, broken = dirs[0], dirs[-1]
     for p in best.glob("checkpoint_*"):  # the #1 trial lost its checkpoints
         shutil.rmtree(p)
@@ -175,7 +177,7 @@ def test_foreign_experiment_without_our_files(tiny_experiment: Path, tmp_path: P
         p.unlink()
     report = build_report(str(exp), tmp_path / "out", top_k=1)
     assert len(report.entries) == len(trial_dirs(exp))
-    assert report.metric == "kid" and report.entries[0].rank == 1
+    assert report.metric == "fd" and report.entries[0].rank == 1
     assert any("fashion_tune_search.json" in w for w in report.warnings)
     assert (tmp_path / "out" / "index.html").exists()
     build_report(str(exp), tmp_path / "out", top_k=1)  # a report folder may be rewritten
@@ -194,3 +196,26 @@ def test_not_an_experiment(tmp_path: Path):
 def test_unknown_metric(tiny_experiment: Path, tmp_path: Path):
     proc = run_cli("report", str(tiny_experiment), "--metric", "fid50k", "--out", str(tmp_path))
     assert_one_line_error(proc, "unknown metric 'fid50k'", "kid")
+
+
+def test_trials_scored_with_another_reference_are_not_ranked_together(
+    tiny_experiment: Path, tmp_path: Path
+):
+    exp = copy_experiment(tiny_experiment, tmp_path / "exp")
+    dirs = sorted(trial_dirs(exp), key=lambda p: best_fd(result_rows(p)))
+    rulers = {r["metric_ref"] for d in dirs for r in result_rows(d)}
+    assert len(rulers) == 1  # one search, one ruler
+    odd = dirs[0]  # the best trial, scored (say) by another reference
+    rows = result_rows(odd)
+    for r in rows:
+        r["metric_ref"] = "0123456789ab"
+    (odd / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    proc = run_cli("report", str(exp), "--out", str(out), "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr
+    warning = [ln for ln in proc.stderr.splitlines() if "different metric reference" in ln]
+    assert warning and odd.name in warning[0] and "0123456789ab" in warning[0], proc.stderr
+    doc = json.loads((out / "leaderboard.json").read_text())
+    by_name = {t["trial"]: t for t in doc["trials"]}
+    assert by_name[odd.name]["rank"] is None and by_name[odd.name]["outcome"] == "other ruler"
+    assert by_name[dirs[1].name]["rank"] == 1

@@ -18,7 +18,7 @@ def evaluate(
         str,
         typer.Argument(
             help="A checkpoint (trial, exported or run folder) or a folder of PNG / JPEG "
-            "images (flat, or one sub-folder per class named as in the shard set)."
+            "images (flat, or one sub-folder per class named as in the shard set, '/' as '_')."
         ),
     ],
     data: Annotated[str, typer.Option("--data", help="Shard set folder or URI to score against.")],

@@ -1,8 +1,9 @@
 """A folder of PNG / JPEG images as a set of "generated" images to score.
 
 Flat (``DIR/*.png``) or one sub-folder per class (``DIR/<class>/*.png``, class names as
-in the shard set). Every image must already have the set's size and channel count:
-scoring silently resized images would measure the resizing, not the generator.
+in the shard set, a ``/`` in a name written as ``_``). Every image must already have the
+set's size and channel count: scoring silently resized images would measure the
+resizing, not the generator.
 """
 
 from __future__ import annotations
@@ -46,14 +47,17 @@ def load_image_folder(
             f"{folder} mixes images and class sub-folders; use one layout or the other"
         )
     if subs:
-        unknown = [s.name for s in subs if s.name not in shards.classes]
+        # a class name with '/' ("T-shirt/top") cannot be a folder name: '_' stands for it
+        by_folder = {c.replace("/", "_"): i for i, c in enumerate(shards.classes)}
+        by_folder.update({c: i for i, c in enumerate(shards.classes)})
+        unknown = [s.name for s in subs if s.name not in by_folder]
         if unknown:
             known = ", ".join(shards.classes[:10]) + (", ..." if len(shards.classes) > 10 else "")
             raise FashionTuneError(
                 f"{folder}: sub-folder(s) {', '.join(unknown[:3])} name no class of the shard "
                 f"set ({known})"
             )
-        files = [(f, shards.classes.index(s.name)) for s in subs for f in _images_in(s)]
+        files = [(f, by_folder[s.name]) for s in subs for f in _images_in(s)]
     else:
         files = [(f, None) for f in flat]
     if len(files) < n:
