@@ -150,6 +150,19 @@ def test_prepare_onto_a_full_disk(capsys: pytest.CaptureFixture[str], tmp_path: 
         assert list(disk.iterdir()) == []  # no folder, no temp file, nothing that reads as a set
 
 
+def test_prepare_again_onto_a_read_only_finished_set(
+    capsys: pytest.CaptureFixture[str], shards: Path
+) -> None:
+    args = ["data", "prepare", "fashion-mnist", "--out", shards, "--limit", "200", *NO_REF]
+    before = tree(shards)
+    with read_only(shards):
+        r = run_main(capsys, *args)
+        assert r.code == 0 and "already holds this set" in r.said, r.err
+        assert_one_error(run_main(capsys, *args, "--overwrite"), "cannot write to")
+        assert_one_error(run_main(capsys, *args, "--size", "64"), "different shard set")
+    assert tree(shards) == before
+
+
 def test_prepare_onto_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "a-file"
     target.write_text("not a folder")

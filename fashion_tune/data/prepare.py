@@ -175,7 +175,13 @@ def prepare(
             if given:
                 raise DataError(f"{flag} applies to the deepfashion source, not {source_name}")
     store = Store.open(out)
-    created = store.ensure_writable()  # a read-only or impossible --out fails before work
+    unwritable: DataError | None = None
+    try:
+        created = store.ensure_writable()  # a read-only or impossible --out fails before work
+    except DataError as exc:
+        if not store.exists(MANIFEST):
+            raise
+        created, unwritable = False, exc  # a finished set may be read-only: "nothing to do"
     try:
         return _prepare(
             source_name,
@@ -188,6 +194,7 @@ def prepare(
             overwrite,
             progress,
             pairs,
+            unwritable,
         )
     except BaseException:
         if created:
@@ -206,6 +213,7 @@ def _prepare(
     overwrite: bool,
     progress: ProgressFn | None,
     pairs: bool = False,
+    unwritable: DataError | None = None,
 ) -> PrepareResult:
     source = SOURCES[source_name](path, options)
     scan = source.scan()
@@ -232,9 +240,11 @@ def _prepare(
             **({"pairs": PAIRS_VERSION} if pairs else {}),
         }
     )
-    saved = _check_existing(store, fp, overwrite)
+    saved = _check_existing(store, fp, overwrite) if unwritable is None or not overwrite else None
     if saved and "complete" in saved:
         return PrepareResult(saved["complete"], store.location, len(saved["complete"].shards), True)
+    if unwritable is not None:
+        raise unwritable
 
     done: list[ShardInfo] = [ShardInfo(**s) for s in (saved or {}).get("shards", [])]
     skipped = scan.skipped + [Skipped(**s) for s in (saved or {}).get("skipped", [])]
