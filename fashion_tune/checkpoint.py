@@ -134,8 +134,9 @@ def save(path: Path, state: dict[str, Any], cfg: TrialConfig) -> Path:
 
 
 def _newest_tick(folder: Path) -> Path | None:
-    """The newest finished ``tick-NNNNN`` checkpoint in a checkpoints folder (after Ctrl-C
-    the ``latest`` link, made when a trial ends, may be missing)."""
+    """The newest finished ``tick-NNNNN`` checkpoint in a checkpoints folder: used when
+    there is no ``latest`` link (a run from before the link was kept up each tick, or a
+    folder copied without its links)."""
     if not folder.is_dir():
         return None
     ticks = sorted(p for p in folder.glob("tick-*") if (p / STATE_FILE).is_file())
