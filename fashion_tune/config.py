@@ -68,6 +68,11 @@ class LossConfig:
         SYMMETRY_VARIANTS,
     )
     lambda_sym: float = opt(0.0, "weight of the symmetry loss in G's objective (0 = off)")
+    # fashiongan only (sketch + fabric pairs; FashionGAN / BicycleGAN defaults)
+    lambda_l1: float = opt(10.0, "fashiongan: weight of L1 between output and real garment")
+    lambda_kl: float = opt(0.01, "fashiongan: weight of the fabric code's KL to N(0, I)")
+    lambda_latent: float = opt(0.5, "fashiongan: weight of latent regression |E(G(s, z)) - z|")
+    lambda_tex: float = opt(1.0, "fashiongan: weight of the local texture loss (random blocks)")
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,10 @@ def validate(cfg: TrialConfig) -> None:
         "model.g_depth",
         "model.d_depth",
         "loss.lambda_sym",
+        "loss.lambda_l1",
+        "loss.lambda_kl",
+        "loss.lambda_latent",
+        "loss.lambda_tex",
         "loss.penalty_weight",
         "optim.ema_kimg",
         "runtime.threads",

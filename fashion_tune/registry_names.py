@@ -10,7 +10,8 @@ listed below; ``register`` refuses one that is not, so the config cannot fall be
 
 from __future__ import annotations
 
-MODEL_FAMILIES = ("dcgan", "resnet")  # fashion_tune/models/<family>.py, each registered
+# fashion_tune/models/<family>.py, each registered (fashiongan: sketch + fabric pairs)
+MODEL_FAMILIES = ("dcgan", "resnet", "fashiongan")
 D_NORMS = ("none", "batch", "spectral")  # discriminator normalization
 GAN_LOSSES = ("ns", "hinge", "wgan")  # non-saturating, hinge, Wasserstein
 PENALTIES = ("none", "wgan-gp", "r1")  # gradient penalty on D

@@ -34,7 +34,7 @@ from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardBatches, ShardSet
 from fashion_tune.metrics import reference as metric_reference
 from fashion_tune.metrics.evaluate import OBJECTIVE, nan_scores
-from fashion_tune.models import Generator, build_generator
+from fashion_tune.models import Generator, build_generator, family_kind
 from fashion_tune.tasks import Runtime, build_models, build_task, select_device
 from fashion_tune.tasks import label_freq as _label_freq
 
@@ -100,7 +100,7 @@ class _Data:
     def __init__(self, stream: ShardBatches, epoch: int = 0, batch: int = 0):
         self.stream, self.epoch, self.batch = stream, epoch, batch
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         while True:
             self.stream.set_epoch(self.epoch, self.batch)
             for item in self.stream:
@@ -140,8 +140,9 @@ def train(
     torch.manual_seed(rt.seed)
     runtime = Runtime.from_config(cfg)
     shards = ShardSet(cfg.data.path)
+    paired = family_kind(cfg.model.arch) == "paired"  # sketch + fabric columns too
     stream = ShardBatches(
-        shards, split=cfg.data.split, batch_size=cfg.data.batch_size, seed=rt.seed
+        shards, split=cfg.data.split, batch_size=cfg.data.batch_size, seed=rt.seed, pairs=paired
     )
     task = build_task(cfg, shards, runtime)
 

@@ -1,29 +1,46 @@
 """FashionGAN on real Fashion-MNIST at tiny budgets: sketch + fabric pairs made at prepare
-time, read back, shown by ``data inspect``; old sets without pairs give one line."""
+time, read back, shown by ``data inspect``; the model family's contract; trials that train,
+checkpoint, resume exactly and learn to follow their sketches; old sets give one line."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from fashion_tune import checkpoint as ckpt
+from fashion_tune.config import TrialConfig
 from fashion_tune.data.pairs import fabric_size, garment_mask
 from fashion_tune.data.reader import ShardBatches, ShardSet
 from fashion_tune.errors import DataError
-from tests.conftest import assert_one_line_error, run_cli
+from fashion_tune.losses import SYMMETRY_VARIANTS
+from fashion_tune.models import IMG_SIZES, NORMS, PAIRED_ARCHS
+from fashion_tune.training import train
+from tests.conftest import assert_one_line_error, run_cli, tiny_overrides
 
 
 @pytest.fixture(scope="module")
 def paired_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """600 real Fashion-MNIST garments at 32 px with sketch + fabric columns."""
+    """1,500 real Fashion-MNIST garments at 32 px with sketch + fabric columns and their
+    metric reference (~30 s on 2 cores)."""
     from fashion_tune.data.prepare import prepare
     from fashion_tune.data.sources import SourceOptions
+    from fashion_tune.metrics import reference
 
     out = tmp_path_factory.mktemp("fmnist-pairs") / "shards"
-    prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=600), pairs=True)
+    prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=1500), pairs=True)
+    reference.ensure(str(out), log=lambda _: None)  # as `data prepare` does
     return out
+
+
+def _cfg(data: Path, **extra: object) -> TrialConfig:
+    base = {"model.arch": "fashiongan", "model.z_dim": 8, **extra}
+    return TrialConfig().with_overrides(tiny_overrides(data, **base))
 
 
 def test_prepare_with_pairs_writes_a_version_2_set(paired_small: Path) -> None:
@@ -32,8 +49,8 @@ def test_prepare_with_pairs_writes_a_version_2_set(paired_small: Path) -> None:
     assert manifest["pairs"]["fabric_size"] == fabric_size(32) == 8
     assert any(col.startswith("sketch") for col in manifest["schema"])
     shards = ShardSet(paired_small)
-    assert shards.has_pairs and len(shards) == 600
-    idx = np.arange(0, 600, 7)
+    assert shards.has_pairs and len(shards) == 1500
+    idx = np.arange(0, 1500, 17)
     images = shards.gather(idx)
     sketches, fabrics = shards.gather_pairs(idx)
     assert sketches.shape == (len(idx), 1, 32, 32) and fabrics.shape == (len(idx), 1, 8, 8)
@@ -88,3 +105,134 @@ def test_prepare_pairs_cli_and_refusal_of_a_different_set(tmp_path: Path) -> Non
     assert ShardSet(out).has_pairs
     # the same folder without --pairs is another set: one line, nothing overwritten
     assert_one_line_error(run_cli(*args, "--no-reference"), "different shard set")
+
+
+# -- the model family ----------------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> object:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _paired_models(size: int, channels: int, norm: str) -> tuple:
+    from fashion_tune.tasks.paired import build_paired_models
+
+    cfg = TrialConfig().with_overrides(
+        {"model.arch": "fashiongan", "model.z_dim": 8, "model.g_width": 8, "model.d_width": 8}
+    )
+    cfg = cfg.with_overrides({"model.d_norm": norm})
+    return build_paired_models(cfg, size, channels)
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "channels", "norm"),
+    list(itertools.product(PAIRED_ARCHS, IMG_SIZES, (1, 3), NORMS)),
+)
+def test_paired_contract(arch: str, size: int, channels: int, norm: str) -> None:
+    """The contract of every family, for G(sketch, z), E(fabric), D(x, sketch)."""
+    torch.manual_seed(0)
+    G, E, D = _paired_models(size, channels, norm)
+    assert (G.img_size, G.channels, D.img_size, D.channels) == (size, channels, size, channels)
+    sk = torch.rand(3, 1, size, size) * 2 - 1
+    fab = torch.rand(3, channels, fabric_size(size), fabric_size(size)) * 2 - 1
+    mu, logvar = E(fab)
+    assert mu.shape == logvar.shape == (3, 8)
+    fake = G(sk, mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    assert fake.shape == (3, channels, size, size) and torch.isfinite(fake).all()
+    assert fake.min() >= -1 and fake.max() <= 1
+    logits = D(fake, sk)
+    assert logits.shape[0] == 3 and torch.isfinite(logits).all()
+    logits.mean().backward()
+    for name, p in itertools.chain(
+        G.named_parameters(), E.named_parameters(), D.named_parameters()
+    ):
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_paired_channels_last_bf16_and_missing_inputs() -> None:
+    G, E, D = _paired_models(64, 3, "spectral")
+    G = G.to(memory_format=torch.channels_last)
+    D = D.to(memory_format=torch.channels_last)
+    sk = torch.rand(2, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fake = G(sk, E(torch.rand(2, 3, 16, 16))[0])
+        logits = D(fake, sk)
+    assert fake.shape == (2, 3, 64, 64) and torch.isfinite(logits.float()).all()
+    with pytest.raises(ValueError, match="fabric code"):
+        G(sk)
+    with pytest.raises(ValueError, match="sketch"):
+        D(fake)
+
+
+# -- training --------------------------------------------------------------------------------
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state, _ = ckpt.load(run_dir / "checkpoints" / "latest")
+    return {f"{n}.{k}": v for n in ("G", "E", "D", "G_ema") for k, v in state[n].items()}
+
+
+def test_trial_trains_checkpoints_and_resumes_exactly(paired_small: Path, tmp_path: Path) -> None:
+    """2 ticks + resume + 2 ticks == 4 ticks, with flips and a gradient penalty on."""
+    four = _cfg(
+        paired_small,
+        **{"schedule.total_kimg": 0.256, "data.flip_aug": True, "loss.penalty": "r1"},
+    )
+    two = four.with_overrides({"schedule.total_kimg": 0.128})
+    straight = train(four, tmp_path / "straight", log=lambda _: None)
+    first = train(two, tmp_path / "split", log=lambda _: None)
+    second = train(four, tmp_path / "split", resume=first.checkpoint, log=lambda _: None)
+    assert straight.status == second.status == "finished" and second.metrics["tick"] == 4
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    timing = {"img_per_s", "eval_frac"}
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in straight.history]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in second.history]
+    m = straight.metrics
+    for key in ("fd", "shape_iou", "edge_f1", "fabric_err", "fabric_div", "loss/l1", "loss/tex"):
+        assert math.isfinite(m[key]), (key, m)
+    assert m["metric_ref"] and (tmp_path / "straight" / "samples.png").exists()
+    state, _ = ckpt.load(tmp_path / "split" / "checkpoints" / "latest")
+    assert state["task"] == "paired" and "E" in state["task_nets"]
+
+
+@pytest.mark.parametrize("symmetry", [v for v in SYMMETRY_VARIANTS if v != "none"])
+def test_symmetry_variants_apply(paired_small: Path, tmp_path: Path, symmetry: str) -> None:
+    cfg = _cfg(
+        paired_small,
+        **{"loss.symmetry": symmetry, "loss.lambda_sym": 1.0, "schedule.total_kimg": 0.064},
+    )
+    result = train(cfg, tmp_path, log=lambda _: None)
+    assert result.status == "finished" and result.metrics["loss/sym"] > 0
+
+
+def test_outputs_follow_sketches_better_than_at_init(paired_small: Path, tmp_path: Path) -> None:
+    from fashion_tune.metrics import reference
+    from fashion_tune.tasks import Runtime, build_task
+
+    cfg = _cfg(
+        paired_small,
+        **{
+            "optim.lr_g": 1e-3,
+            "optim.lr_d": 1e-3,
+            "schedule.total_kimg": 3.0,
+            "schedule.tick_kimg": 3.0,
+        },
+    )
+    torch.manual_seed(cfg.runtime.seed)
+    shards = ShardSet(paired_small)
+    task = build_task(cfg, shards, Runtime.from_config(cfg))
+    task.setup_eval(reference.load(str(paired_small), shards), None)
+    init = task.evaluate()
+    trained = train(cfg, tmp_path, log=lambda _: None).metrics
+    assert trained["shape_iou"] > init["shape_iou"] + 0.2, (init, trained)
+    assert trained["edge_f1"] > init["edge_f1"] + 0.2, (init, trained)
+    assert trained["fd"] < init["fd"] / 2, (init, trained)
+
+
+def test_fashiongan_on_an_old_set_is_one_line(fmnist_small: Path, tmp_path: Path) -> None:
+    sets = [f"--set={k}={v}" for k, v in tiny_overrides(fmnist_small).items()]
+    proc = run_cli("trial", *sets, "--set", "model.arch=fashiongan", "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, "no sketch / fabric pairs", "--pairs")
+    assert not (tmp_path / "r").exists()

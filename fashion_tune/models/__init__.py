@@ -13,7 +13,7 @@ conditional batch norm, D through a projection term). Add a family with
 
 from __future__ import annotations
 
-from . import dcgan, resnet  # noqa: F401  (importing a family registers it)
+from . import dcgan, fashiongan, resnet  # noqa: F401  (importing a family registers it)
 from .registry import (
     IMG_SIZES,
     NORMS,
@@ -22,18 +22,22 @@ from .registry import (
     archs,
     build_discriminator,
     build_generator,
+    family_kind,
     register,
 )
 
-ARCHS: tuple[str, ...] = archs()
+ARCHS: tuple[str, ...] = archs("noise")  # G(z, y) families (the contract documented above)
+PAIRED_ARCHS: tuple[str, ...] = archs("paired")  # G(sketch, z) families (fashiongan.py)
 
 __all__ = [
     "ARCHS",
     "IMG_SIZES",
     "NORMS",
+    "PAIRED_ARCHS",
     "Discriminator",
     "Generator",
     "build_discriminator",
     "build_generator",
+    "family_kind",
     "register",
 ]

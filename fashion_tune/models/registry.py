@@ -66,13 +66,21 @@ class Family:
     name: str
     generator: type[Generator]
     discriminator: type[Discriminator]
+    # "noise": G(z, y) and D(x, y) as documented above; "paired": G(sketch, z) and
+    # D(x, sketch), trained on sketch + fabric pairs (fashiongan.py)
+    kind: str = "noise"
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, generator: type[Generator], discriminator: type[Discriminator]) -> None:
-    """Make an architecture family buildable by name."""
+def register(
+    name: str,
+    generator: type[Generator],
+    discriminator: type[Discriminator],
+    kind: str = "noise",
+) -> None:
+    """Make an architecture family buildable by name (``kind``: see :class:`Family`)."""
     if name in _FAMILIES:
         raise ValueError(f"model family {name!r} is registered twice")
     if name not in MODEL_FAMILIES:
@@ -80,12 +88,17 @@ def register(name: str, generator: type[Generator], discriminator: type[Discrimi
             f"model family {name!r} is not listed in registry_names.MODEL_FAMILIES "
             "(the trial config and search spaces accept the names listed there)"
         )
-    _FAMILIES[name] = Family(name, generator, discriminator)
+    _FAMILIES[name] = Family(name, generator, discriminator, kind)
 
 
-def archs() -> tuple[str, ...]:
-    """Registered family names, in registration order."""
-    return tuple(_FAMILIES)
+def archs(kind: str | None = None) -> tuple[str, ...]:
+    """Registered family names (of one ``kind``, or all), in MODEL_FAMILIES' order."""
+    names = sorted(_FAMILIES, key=MODEL_FAMILIES.index)
+    return tuple(n for n in names if kind is None or _FAMILIES[n].kind == kind)
+
+
+def family_kind(arch: str) -> str:
+    return _family(arch).kind
 
 
 def _choose(what: str, value: object, choices: tuple) -> None:

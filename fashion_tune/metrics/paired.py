@@ -1,0 +1,157 @@
+"""Scores of a sketch + fabric generator (fashiongan), each tick, at fixed sample counts.
+
+On ``metrics.num_samples`` fixed pairs (sketch and fabric of real garments, drawn once
+with a fixed seed from the test split when the set has one):
+
+* the usual realism scores of the outputs (``fd``, the objective, and the rest of
+  :func:`~fashion_tune.metrics.evaluate.score_images`, each output claiming its real
+  garment's class);
+* ``shape_iou`` (higher, 1 = perfect): sketch fidelity of the silhouette: IoU of the
+  output's garment mask and the region the sketch encloses (both by ``pairs.garment_mask``);
+* ``edge_f1`` (higher, 1 = perfect): sketch fidelity of the lines: the output's own sketch (the
+  recipe of ``data/pairs.py``) against the input sketch, F1 of their ink pixels with a
+  ``EDGE_TOL`` px tolerance, averaged over pairs;
+* ``fabric_err`` (lower, in [0, 1]): fabric fidelity: the output's fabric patch (same
+  recipe) vs the input fabric: per-channel |mean diff| + |std diff| + |mean gradient
+  magnitude diff| (texture), over 255;
+* ``fabric_div`` (higher): diversity across fabrics: ``DIV_SKETCHES`` sketches each
+  rendered with ``DIV_FABRICS`` fabrics; mean pairwise L1 distance of those outputs (in
+  [0, 1]), averaged over sketches. 0 means the fabric is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fashion_tune.config import MetricsConfig
+from fashion_tune.data.pairs import fabric_patch, garment_mask, sketch
+from fashion_tune.data.reader import ShardSet
+from fashion_tune.grids import to_uint8
+from fashion_tune.metrics.evaluate import score_images
+from fashion_tune.metrics.reference import Reference
+
+# name -> True when lower is better
+PAIRED_SCORES: dict[str, bool] = {
+    "shape_iou": False,
+    "edge_f1": False,
+    "fabric_err": True,
+    "fabric_div": False,
+}
+EDGE_TOL = 1  # px
+DIV_SKETCHES, DIV_FABRICS = 8, 8
+EVAL_SEED = 2025
+
+
+def to_unit(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]."""
+    t = torch.as_tensor(x)
+    return t.float().div(127.5).sub(1.0) if t.dtype == torch.uint8 else t.float()
+
+
+@torch.no_grad()
+def translate(
+    G: nn.Module,
+    E: nn.Module,
+    sketches: torch.Tensor | np.ndarray,
+    fabrics: torch.Tensor | np.ndarray,
+    batch: int = 256,
+) -> torch.Tensor:
+    """G(sketch, mu(E(fabric))) in [-1, 1] on the CPU (the fabric's mean code: no noise)."""
+    device = next(G.parameters()).device
+    s_all, f_all = to_unit(sketches), to_unit(fabrics)
+    out = []
+    for i in range(0, len(s_all), batch):
+        mu, _ = E(f_all[i : i + batch].to(device))
+        out.append(G(s_all[i : i + batch].to(device), mu).float().cpu())
+    return torch.cat(out)
+
+
+def _dilate(m: np.ndarray, r: int) -> np.ndarray:
+    out = m.copy()
+    for _ in range(r):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def edge_f1(pred: np.ndarray, target: np.ndarray, tol: int = EDGE_TOL) -> float:
+    """Mean F1 of ink pixels (< 128) of two (N, 1, S, S) uint8 sketch batches."""
+    scores = []
+    for p, t in zip(pred[:, 0] < 128, target[:, 0] < 128):
+        if not p.any() and not t.any():
+            scores.append(1.0)
+            continue
+        prec = (p & _dilate(t, tol)).sum() / max(p.sum(), 1)
+        rec = (t & _dilate(p, tol)).sum() / max(t.sum(), 1)
+        scores.append(0.0 if prec + rec == 0 else float(2 * prec * rec / (prec + rec)))
+    return float(np.mean(scores))
+
+
+def shape_iou(outputs: np.ndarray, silhouettes: np.ndarray) -> float:
+    """Mean IoU of the outputs' garment masks (uint8 images) and the sketches' regions."""
+    ious = []
+    for out, sil in zip(outputs, silhouettes):
+        mask = garment_mask(out)
+        union = (mask | sil).sum()
+        ious.append(1.0 if union == 0 else float((mask & sil).sum() / union))
+    return float(np.mean(ious))
+
+
+def _texture_stats(patches: np.ndarray) -> np.ndarray:
+    """(N, C, P, P) uint8 -> (N, 3C): channel means, stds, mean |gradient|."""
+    x = patches.astype(np.float64)
+    grad = np.abs(np.diff(x, axis=2)).mean(axis=(2, 3)) + np.abs(np.diff(x, axis=3)).mean(
+        axis=(2, 3)
+    )
+    return np.concatenate([x.mean(axis=(2, 3)), x.std(axis=(2, 3)), grad / 2], axis=1)
+
+
+def fabric_error(outputs: np.ndarray, fabrics: np.ndarray) -> float:
+    """Mean texture-statistics distance (over 255) of the outputs' fabric patches to the
+    input fabrics; both uint8."""
+    mine = np.stack([fabric_patch(o, garment_mask(o)) for o in outputs])
+    return float(np.abs(_texture_stats(mine) - _texture_stats(fabrics)).mean() / 255.0)
+
+
+class PairedEvaluator:
+    """Scores G + E each tick on fixed pairs (see the module docstring)."""
+
+    def __init__(self, ref: Reference, cfg: MetricsConfig, shards: ShardSet, split: str):
+        self.ref, self.cfg = ref, cfg
+        shards.require_pairs("scoring fashiongan")
+        rows = shards.split_indices("test" if "test" in shards.manifest.splits else split)
+        if len(rows) < min(cfg.num_samples, 64):  # too few held-out garments: the train split
+            rows = shards.split_indices(split)
+        rng = np.random.default_rng(EVAL_SEED)
+        idx = np.sort(rng.choice(rows, size=min(cfg.num_samples, len(rows)), replace=False))
+        self.sketches, self.fabrics = shards.gather_pairs(idx)
+        self.silhouettes = np.stack([garment_mask(s) for s in self.sketches])
+        self.labels = shards.labels[idx] if shards.num_classes > 1 else None
+        k, m = min(DIV_SKETCHES, len(idx)), min(DIV_FABRICS, len(idx))
+        self.div_sketches = np.repeat(self.sketches[:k], m, axis=0)
+        self.div_fabrics = np.tile(self.fabrics[-m:], (k, 1, 1, 1))
+        self.div_shape = (k, m)
+
+    @torch.no_grad()
+    def __call__(self, G: nn.Module, E: nn.Module) -> dict[str, Any]:
+        fakes = translate(G, E, self.sketches, self.fabrics)
+        scores = score_images(self.ref, self.cfg, fakes, self.labels)
+        if not torch.isfinite(fakes).all():
+            return {**scores, **dict.fromkeys(PAIRED_SCORES, float("nan"))}
+        out = to_uint8(fakes)
+        scores["shape_iou"] = shape_iou(out, self.silhouettes)
+        scores["edge_f1"] = edge_f1(np.stack([sketch(o) for o in out]), self.sketches)
+        scores["fabric_err"] = fabric_error(out, self.fabrics)
+        k, m = self.div_shape
+        div = translate(G, E, self.div_sketches, self.div_fabrics).reshape(k, m, -1)
+        pair_l1 = (div[:, :, None] - div[:, None]).abs().mean(-1)  # [k, m, m]
+        scores["fabric_div"] = float(pair_l1.sum((1, 2)).mean() / max(m * (m - 1), 1) / 2)
+        return scores
