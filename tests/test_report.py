@@ -219,3 +219,23 @@ def test_trials_scored_with_another_reference_are_not_ranked_together(
     by_name = {t["trial"]: t for t in doc["trials"]}
     assert by_name[odd.name]["rank"] is None and by_name[odd.name]["outcome"] == "other ruler"
     assert by_name[dirs[1].name]["rank"] == 1
+
+
+def test_an_experiment_from_before_the_new_metrics_still_reports(
+    tiny_experiment: Path, tmp_path: Path
+):
+    """Trials scored before metric_ref, recall, diversity and sym_excess existed: ranked as
+    one (unknown) ruler; the symmetry view falls back to sym_gap; nothing is made up."""
+    exp = copy_experiment(tiny_experiment, tmp_path / "exp")
+    new = {"metric_ref", "precision", "recall", "density", "coverage", "diversity", "sym_excess"}
+    for d in trial_dirs(exp):
+        rows = [{k: v for k, v in r.items() if k not in new} for r in result_rows(d)]
+        (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    proc = run_cli("report", str(exp), "--out", str(out), "--top-k", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "different metric reference" not in proc.stderr
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert all(t["rank"] for t in doc["trials"] if t["best"] is not None)
+    assert "recall_at_best" not in doc["trials"][0] and "sym_gap_at_best" in doc["trials"][0]
+    assert "sym_gap" in (out / "report.md").read_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report import best_kid, copy_experiment, edit_state, result_rows, trial_dirs
+from test_report import best_fd, copy_experiment, edit_state, result_rows, trial_dirs
 
 CHROMIUM = "/usr/bin/chromium"
 SCRIPT = "<script>alert(1)</script>"
@@ -29,7 +29,7 @@ def injected_report(tiny_experiment: Path, tmp_path_factory: pytest.TempPathFact
 
     base = tmp_path_factory.mktemp("inject")
     exp = copy_experiment(tiny_experiment, base / f"{TAG} {IMG}")
-    top = min(trial_dirs(exp), key=lambda p: best_kid(result_rows(p)))
+    top = min(trial_dirs(exp), key=lambda p: best_fd(result_rows(p)))
     params = json.loads((top / "params.json").read_text())
     params["loss.symmetry"] = SCRIPT
     (top / "params.json").write_text(json.dumps(params))

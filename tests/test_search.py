@@ -105,14 +105,14 @@ def test_asha_stops_trials_and_optuna_records_them_pruned(tiny_experiment: Path)
     for t in study.trials:
         entry = by_params[json.dumps(t.params, sort_keys=True)]
         if t.state.name == "PRUNED":
-            assert list(t.intermediate_values.values()) == [entry["result"]["kid"]]
+            assert list(t.intermediate_values.values()) == [entry["result"]["fd"]]
         else:
-            assert t.value == entry["result"]["kid"]
+            assert t.value == entry["result"]["fd"]
     # every trial's records agree with the ledger and count kimg tick by tick
     for tid, entry in ledger.items():
         rows = _rows(tiny_experiment / f"trial_{tid}")
         assert [r["tick"] for r in rows] == list(range(1, len(rows) + 1))
-        assert rows[-1]["kid"] == entry["result"]["kid"]
+        assert rows[-1]["fd"] == entry["result"]["fd"]
         assert all(r["resumed_from_kimg"] == 0 for r in rows)  # nothing failed here
 
 
@@ -306,7 +306,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning(
     for tid, rows in before.items():
         trained = [r for r in _rows(exp / f"trial_{tid}") if not r.get("replayed")]
         assert trained == rows, f"finished trial {tid} was trained again"
-        assert after[tid]["result"]["kid"] == finished[tid]["result"]["kid"]
+        assert after[tid]["result"]["fd"] == finished[tid]["result"]["fd"]
     # ASHA's rung records came back with the restored experiment, then grew
     assert in_rungs <= _rung_trials(exp)
     states = Counter(t.state.name for t in _study(exp).trials)
@@ -335,7 +335,7 @@ def test_resume_repairs_a_state_file_cut_short_by_the_kill(
     good = {
         f"experiment_state-{start}.json": json.dumps({"trial_data": []}).encode(),
         f"search_gen_state-{start}.json": cloudpickle.dumps({"counter": 5}),
-        f"searcher-state-{start}.pkl": cloudpickle.dumps({"_metric": "kid"}),
+        f"searcher-state-{start}.pkl": cloudpickle.dumps({"_metric": "fd"}),
     }
     for name, data in good.items():
         (exp / name).write_bytes(data)

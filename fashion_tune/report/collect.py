@@ -28,6 +28,7 @@ import pyarrow.fs as pafs
 from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store
 from fashion_tune.errors import FashionTuneError
+from fashion_tune.metrics.names import OBJECTIVE
 
 SEARCH_FILE = layout.SEARCH_FILE
 LEDGER_DIR = layout.LEDGER_DIR
@@ -330,7 +331,7 @@ def load_experiment(location: str) -> Experiment:
         if not rec.checkpoints:
             warnings.append(f"{rec.folder}: no checkpoint left (no samples or export for it)")
 
-    metric = str(search["metric"]) if search else "kid"
+    metric = str(search["metric"]) if search else OBJECTIVE
     mode = str(search["mode"]) if search else "min"
     name = str(search.get("name")) if search and search.get("name") else _basename(location)
     return Experiment(location, name, store, search, metric, mode, list(trials.values()), warnings)
