@@ -236,3 +236,77 @@ def test_fashiongan_on_an_old_set_is_one_line(fmnist_small: Path, tmp_path: Path
     proc = run_cli("trial", *sets, "--set", "model.arch=fashiongan", "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "no sketch / fabric pairs", "--pairs")
     assert not (tmp_path / "r").exists()
+
+
+# -- sample with a user's own files --------------------------------------------------------
+@pytest.fixture(scope="module")
+def fg_run(paired_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("fg-run")
+    train(_cfg(paired_small, **{"schedule.total_kimg": 0.064}), run, log=lambda _: None)
+    return run
+
+
+def test_sample_with_user_files(fg_run: Path, tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    sk = Image.new("RGBA", (300, 200), (255, 255, 255, 255))  # any size, with alpha
+    ImageDraw.Draw(sk).rectangle((100, 30, 200, 180), outline=(0, 0, 0, 255), width=6)
+    sk.save(tmp_path / "sketch.png")
+    Image.new("RGB", (50, 70), (200, 60, 60)).save(tmp_path / "fabric.jpg")
+    out = tmp_path / "x.png"
+    proc = run_cli(
+        "sample",
+        str(fg_run),
+        "--sketch",
+        str(tmp_path / "sketch.png"),
+        "--fabric",
+        str(tmp_path / "fabric.jpg"),
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (32, 32)
+    assert (tmp_path / "x-triptych.png").exists()
+    # without files: pairs of the checkpoint's shard set
+    proc = run_cli("sample", str(fg_run), "--n", "8", "--out", str(tmp_path / "g.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "g.png").width == (12 * 34 + 2) * 2
+
+
+def test_sample_bad_files_are_one_line(fg_run: Path, fmnist_small: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(tmp_path / "f.png")
+    out = str(tmp_path / "x.png")
+    cases = [
+        (
+            ["--sketch", str(tmp_path / "bad.png"), "--fabric", str(tmp_path / "f.png")],
+            "not a readable",
+        ),
+        (
+            ["--sketch", str(tmp_path / "none.png"), "--fabric", str(tmp_path / "f.png")],
+            "does not exist",
+        ),
+        (
+            ["--sketch", str(tmp_path / "blank.png"), "--fabric", str(tmp_path / "f.png")],
+            "no lines",
+        ),
+        (["--sketch", str(tmp_path / "f.png")], "both --sketch and --fabric"),
+    ]
+    for args, fragment in cases:
+        assert_one_line_error(run_cli("sample", str(fg_run), *args, "--out", out), fragment)
+    assert not Path(out).exists()
+
+
+def test_damaged_pair_columns_are_one_line(paired_small: Path, tmp_path: Path) -> None:
+    """A manifest whose pair sizes do not match its shards (wrong sizes) is one line."""
+    import shutil
+
+    copy = tmp_path / "set"
+    shutil.copytree(paired_small, copy, ignore=shutil.ignore_patterns("_reference"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["pairs"]["fabric_size"] = 9
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_cli("data", "inspect", str(copy)), "'fabric' column", "again")

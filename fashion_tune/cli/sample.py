@@ -41,8 +41,20 @@ def sample(
         int, typer.Option(min=1, max=100_000, help="Optimization steps of --symmetrize.")
     ] = 200,
     nrow: Annotated[int, typer.Option(min=1, max=256, help="Images per grid row.")] = 8,
+    sketch: Annotated[
+        Path | None,
+        typer.Option(help="fashiongan: your sketch image (any size; dark lines on light)."),
+    ] = None,
+    fabric: Annotated[
+        Path | None, typer.Option(help="fashiongan: your fabric image (any size).")
+    ] = None,
 ) -> None:
-    """Generate a fixed-seed grid from a checkpoint's EMA generator (the checkpoint suffices)."""
+    """Generate a fixed-seed grid from a checkpoint's EMA generator (the checkpoint suffices).
+
+    A fashiongan checkpoint turns --sketch and --fabric into one garment (--out), with
+    FILE-triptych.png beside it; without them it renders --n pairs of its shard set as
+    sketch | fabric | garment triptychs.
+    """
     import torch
 
     from fashion_tune.checkpoint import load
@@ -54,6 +66,18 @@ def sample(
 
     check_image_out(out, "--out")
     state, cfg = load(checkpoint)
+    if state.get("task") == "paired":
+        from fashion_tune.cli.sample_pairs import sample_paired
+
+        if class_ is not None or symmetrize:
+            raise FashionTuneError("--class and --symmetrize do not apply to fashiongan")
+        sample_paired(state, cfg, out, sketch, fabric, n, seed)
+        return
+    if sketch is not None or fabric is not None:
+        raise FashionTuneError(
+            "--sketch / --fabric need a fashiongan checkpoint (model.arch=fashiongan); "
+            f"this one is {cfg.model.arch}"
+        )
     G = rebuild_generator(state, cfg)
     classes: list[str] = list(state["model_meta"].get("classes", []))
     y = None
