@@ -101,3 +101,17 @@ def rebuild_paired(state: dict[str, Any], cfg: Any) -> tuple[torch.nn.Module, to
     _load_weights(G, state["G_ema"] if "G_ema" in state else state["G"], "G", cfg)
     _load_weights(E, state["E"], "E", cfg)
     return G.eval(), E.eval()
+
+
+def checkpoint_triptychs(state: dict[str, Any], cfg: Any, per_row: int = 4) -> Image.Image:
+    """sketch | fabric | output of a fashiongan checkpoint on the fixed pairs it carries."""
+    from fashion_tune.grids import triptychs
+    from fashion_tune.metrics.paired import translate
+
+    meta = state["model_meta"]
+    if "grid_sketches" not in meta:
+        raise PairInputError("this fashiongan checkpoint carries no sample pairs")
+    G, E = rebuild_paired(state, cfg)
+    sk, fb = meta["grid_sketches"], meta["grid_fabrics"]
+    scale = max(1, 64 // int(meta["img_size"]))
+    return triptychs([sk, fb, translate(G, E, sk, fb)], per_row=per_row, scale=scale)

@@ -63,6 +63,12 @@ class TrialResult:
 
 def rebuild_generator(state: dict[str, Any], cfg: TrialConfig, key: str = "G_ema") -> Generator:
     """A checkpoint's generator, from the checkpoint alone (no shard set needed)."""
+    if state.get("task") == "paired":
+        raise ckpt.CheckpointError(
+            "this is a fashiongan (sketch + fabric) checkpoint: its generator needs a sketch and "
+            "a fabric (fashion-tune sample CHECKPOINT --sketch S.png --fabric F.png); its scores "
+            "are in its trial's metrics.jsonl"
+        )
     meta = state["model_meta"]
     m = cfg.model
     G = build_generator(
@@ -164,8 +170,6 @@ def train(
     # user error leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.json", cfg.to_json())
-    if resume is not None:  # the log restarts from the checkpoint: no tick twice, none lost
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     # the reference is made before any trial (data prepare / data reference / search):
     # a trial only loads it, so every trial on every node scores with the same ruler
     ref = metric_reference.load(cfg.metrics.reference or cfg.data.path, shards)

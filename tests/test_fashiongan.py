@@ -310,3 +310,23 @@ def test_damaged_pair_columns_are_one_line(paired_small: Path, tmp_path: Path) -
     manifest["pairs"]["fabric_size"] = 9
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(run_cli("data", "inspect", str(copy)), "'fabric' column", "again")
+
+
+# -- search and report ---------------------------------------------------------------------
+def test_search_and_report_show_triptychs(paired_small: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    space = Path(__file__).resolve().parent / "spaces" / "fashiongan_tiny.yaml"
+    storage = tmp_path / "results"
+    proc = run_cli(
+        "search", str(space), "--data", str(paired_small), "--storage", str(storage), timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = tmp_path / "report"
+    proc = run_cli("report", str(storage / "fashiongan_tiny"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    grids = sorted((out / "images").glob("samples-*.png"))
+    assert grids, proc.stdout
+    # 16 fixed pairs as sketch | fabric | output, four triptychs a row, 32 px cells at 2x
+    assert Image.open(grids[0]).size == ((12 * 34 + 2) * 2, (4 * 34 + 2) * 2)
+    assert "fd" in (out / "report.md").read_text()

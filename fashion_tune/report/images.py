@@ -1,4 +1,5 @@
-"""Image grids for the report: a checkpoint's EMA samples beside real images of the same classes.
+"""Image grids for the report: a checkpoint's EMA samples beside real images of the same classes
+(a fashiongan checkpoint: sketch | fabric | output triptychs on the fixed pairs it carries).
 
 The generated grid uses fixed noise (``--seed``) and one row per class (the first
 ten classes of a conditional generator), the layout of the trial's own sample grids,
@@ -32,6 +33,10 @@ def sample_grid(checkpoint: Path, seed: int) -> tuple[Image.Image, list[str]]:
     from fashion_tune.training import rebuild_generator
 
     state, cfg = load(checkpoint)
+    if state.get("task") == "paired":  # fashiongan: sketch | fabric | output triptychs
+        from fashion_tune.pair_inputs import checkpoint_triptychs
+
+        return checkpoint_triptychs(state, cfg), []
     G = rebuild_generator(state, cfg)
     classes = [str(c) for c in state["model_meta"].get("classes", [])]
     rows = min(G.num_classes, MAX_ROWS) if G.num_classes else COLS

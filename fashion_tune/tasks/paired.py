@@ -225,6 +225,14 @@ class PairedTask(GanTask):
     def setup_eval(self, ref: Reference, inception: InceptionMetric | None) -> None:
         self._ref = ref
         self.evaluator = PairedEvaluator(ref, self.cfg.metrics, self.shards, self.cfg.data.split)
+        # fixed pairs carried in every checkpoint, so sample / report show triptychs
+        # without the shard set
+        self.model_meta["grid_sketches"] = torch.from_numpy(
+            self.evaluator.sketches[:GRID_PAIRS].copy()
+        )
+        self.model_meta["grid_fabrics"] = torch.from_numpy(
+            self.evaluator.fabrics[:GRID_PAIRS].copy()
+        )
 
     def evaluate(self) -> dict[str, Any]:
         assert self.evaluator is not None, "setup_eval first"
