@@ -170,6 +170,8 @@ def train(
     # user error leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.json", cfg.to_json())
+    if resume is not None:  # the log restarts from the checkpoint: no tick twice, none lost
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     # the reference is made before any trial (data prepare / data reference / search):
     # a trial only loads it, so every trial on every node scores with the same ruler
     ref = metric_reference.load(cfg.metrics.reference or cfg.data.path, shards)
