@@ -238,4 +238,4 @@ def test_an_experiment_from_before_the_new_metrics_still_reports(
     doc = json.loads((out / "leaderboard.json").read_text())
     assert all(t["rank"] for t in doc["trials"] if t["best"] is not None)
     assert "recall_at_best" not in doc["trials"][0] and "sym_gap_at_best" in doc["trials"][0]
-    assert "sym_gap" in (out / "report.md").read_text()
+    assert "sym\\_gap" in (out / "report.md").read_text()  # Markdown-escaped
