@@ -330,3 +330,27 @@ def test_search_and_report_show_triptychs(paired_small: Path, tmp_path: Path) ->
     # 16 fixed pairs as sketch | fabric | output, four triptychs a row, 32 px cells at 2x
     assert Image.open(grids[0]).size == ((12 * 34 + 2) * 2, (4 * 34 + 2) * 2)
     assert "fd" in (out / "report.md").read_text()
+
+
+def test_folder_source_rgb_pairs(tmp_path: Path) -> None:
+    """Colour garments from an image folder: the fabric patch keeps the garment's colour."""
+    from PIL import Image, ImageDraw
+
+    from fashion_tune.data.prepare import prepare
+    from fashion_tune.data.sources import SourceOptions
+
+    colours = {"red": (200, 30, 30), "blue": (30, 40, 190)}
+    for name, rgb in colours.items():
+        (tmp_path / "src" / name).mkdir(parents=True)
+        for k in range(3):
+            img = Image.new("RGB", (90 + 10 * k, 120), (255, 255, 255))
+            ImageDraw.Draw(img).rectangle((20, 15, 70 + 10 * k, 105), fill=rgb)
+            img.save(tmp_path / "src" / name / f"{k}.png")
+    out = tmp_path / "set"
+    prepare("folder", str(tmp_path / "src"), str(out), SourceOptions(size=64), pairs=True)
+    shards = ShardSet(out)
+    sketches, fabrics = shards.gather_pairs(np.arange(len(shards)))
+    assert fabrics.shape == (6, 3, 16, 16) and sketches.shape == (6, 1, 64, 64)
+    for label, fab in zip(shards.labels, fabrics):
+        want = np.array(colours[shards.classes[label]])
+        assert np.abs(fab.reshape(3, -1).mean(1) - want).max() < 12
