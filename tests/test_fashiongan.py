@@ -354,3 +354,19 @@ def test_folder_source_rgb_pairs(tmp_path: Path) -> None:
     for label, fab in zip(shards.labels, fabrics):
         want = np.array(colours[shards.classes[label]])
         assert np.abs(fab.reshape(3, -1).mean(1) - want).max() < 12
+
+
+def test_deepfashion_inshop_front_pairs(tmp_path: Path) -> None:
+    """DeepFashion In-shop front views (bbox crops) with pairs, as the GPU space expects."""
+    from fashion_tune.data.prepare import prepare
+    from fashion_tune.data.sources import SourceOptions
+    from tests import deepfashion_fixtures as fx
+
+    root = fx.make_inshop_benchmark(tmp_path / "inshop")
+    out = tmp_path / "set"
+    opts = SourceOptions(size=64, channels=3, views=("front",))
+    prepare("deepfashion", str(root), str(out), opts, pairs=True)
+    shards = ShardSet(out)
+    sketches, fabrics = shards.gather_pairs(np.arange(len(shards)))
+    assert len(shards) > 0 and fabrics.shape[1:] == (3, 16, 16)
+    assert all((s[0] < 128).any() for s in sketches)  # every garment got lines
