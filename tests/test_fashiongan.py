@@ -370,3 +370,27 @@ def test_deepfashion_inshop_front_pairs(tmp_path: Path) -> None:
     sketches, fabrics = shards.gather_pairs(np.arange(len(shards)))
     assert len(shards) > 0 and fabrics.shape[1:] == (3, 16, 16)
     assert all((s[0] < 128).any() for s in sketches)  # every garment got lines
+
+
+def test_pairs_across_many_shards(tmp_path: Path) -> None:
+    """Pairs read back row for row from a set cut into many small shards."""
+    from fashion_tune.data.pairs import make_pair
+    from fashion_tune.data.prepare import prepare
+    from fashion_tune.data.sources import SourceOptions
+
+    out = tmp_path / "set"
+    prepare(
+        "fashion-mnist",
+        None,
+        str(out),
+        SourceOptions(size=32, limit=100),
+        shard_mb=0.02,
+        pairs=True,
+    )
+    shards = ShardSet(out)
+    assert len(shards.manifest.shards) > 3
+    idx = np.array([97, 3, 50, 21, 0, 64])  # any order, across shards
+    sketches, fabrics = shards.gather_pairs(idx)
+    for k, img in enumerate(shards.gather(idx)):
+        sk, fb = make_pair(img)
+        assert np.array_equal(sketches[k], sk) and np.array_equal(fabrics[k], fb)
