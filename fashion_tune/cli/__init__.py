@@ -76,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.TyperException as exc:  # typer's own click: UsageError, BadParameter, ...
         return _usage_error(exc)
+    except OSError as exc:  # an object store (s3://, gs://) that is down, refuses or denies
+        from fashion_tune.data.storage import remote_failure
+
+        reason = remote_failure(exc)
+        if reason is None:
+            raise
+        _error(f"object storage failed: {reason}")
+        return EXIT_USAGE
     except (KeyboardInterrupt, typer.Abort):
         rv = EXIT_INTERRUPTED
     if rv == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130)

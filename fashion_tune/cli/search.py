@@ -125,7 +125,8 @@ def search(
     console.print(f"experiment: {exp} ({len(grid)} trials, {errors} errored)")
     try:
         best = grid.get_best_result(sp.metric, sp.mode, scope="all")
-        console.print(f"best {sp.metric}: {best.metrics.get(sp.metric)} ({best.path})")
+        where = f"{exp.rstrip('/')}/{best.path.rstrip('/').rpartition('/')[2]}"  # Ray drops s3://
+        console.print(f"best {sp.metric}: {best.metrics.get(sp.metric)} ({where})")
     except RuntimeError:
         pass
     console.print(f"next: fashion-tune report {exp}")

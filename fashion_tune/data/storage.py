@@ -74,6 +74,11 @@ class Store:
     def open(cls, location: str | os.PathLike[str]) -> Store:
         loc = str(location)
         if is_uri(loc):
+            if "?" in loc:  # pyarrow's ?endpoint_override=...: names appended would land in it
+                raise DataError(
+                    f"{loc}: options in the URI are not supported (folder names are appended "
+                    "to it); set them in the environment, e.g. AWS_ENDPOINT_URL=http://host:9000"
+                )
             try:
                 fs, path = pafs.FileSystem.from_uri(loc)
             except Exception as exc:  # pyarrow raises ArrowInvalid / OSError flavours
@@ -176,14 +181,21 @@ class Store:
             self.fs.delete_file(self.path(name))
 
     def download(self, name: str, dest: Path) -> None:
-        """Copy one file to a local path (atomically, via a temp file beside it)."""
-        with (
-            atomic.atomic_path(dest) as tmp,
-            self.fs.open_input_stream(self.path(name)) as src,
-            open(tmp, "wb") as out,
-        ):
-            while chunk := src.read(16 << 20):
-                out.write(chunk)
+        """Copy one file to a local path (atomically, via a temp file beside it).
+
+        An object store that fails mid-copy (gone, refused) is a :class:`DataError`."""
+        try:
+            with (
+                atomic.atomic_path(dest) as tmp,
+                self.fs.open_input_stream(self.path(name)) as src,
+                open(tmp, "wb") as out,
+            ):
+                while chunk := src.read(16 << 20):
+                    out.write(chunk)
+        except OSError as exc:
+            if remote_failure(exc) is None:
+                raise
+            raise DataError(f"cannot read {self.describe(name)}: {remote_failure(exc)}") from None
 
 
 def _short(text: str, limit: int = 240) -> str:
@@ -191,6 +203,15 @@ def _short(text: str, limit: int = 240) -> str:
     a missing libjvm alone lists some hundred paths it tried."""
     first = text.strip().splitlines()[0] if text.strip() else ""
     return first if len(first) <= limit else first[: limit - 3].rstrip() + "..."
+
+
+def remote_failure(exc: BaseException) -> str | None:
+    """One line saying why an object store failed (unreachable, refused, denied), or None
+    when ``exc`` is not an object-store failure. pyarrow raises these as plain OSErrors."""
+    text = str(exc).strip()
+    if not isinstance(exc, OSError) or not any(k in text for k in ("AWS Error", "google::cloud")):
+        return None
+    return _short(" ".join(text.split()), limit=300)
 
 
 def os_reason(exc: BaseException) -> str:

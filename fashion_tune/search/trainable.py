@@ -59,11 +59,32 @@ def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
     return json.loads(store.read_bytes(name))
 
 
+class _VanishedTempFile(logging.Filter):
+    """Drop Ray's "Last sync command failed" warning when its cause is one of our atomic
+    writes' temp files renamed into place while Ray's background sync of the trial folder
+    to remote storage (s3://, gs://) listed it: the file it then copies is the renamed one,
+    at the next sync or the forced one at the trial's end. Anything else still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("FileNotFoundError" in text and ".tmp-" in text and "Last sync" in text)
+
+
+_SYNC_FILTER = _VanishedTempFile()
+
+
+def quiet_vanished_temp_files() -> None:
+    """Install the filter in this process (the driver syncs the trial folders on its own
+    node with the experiment, each worker its own); idempotent."""
+    logging.getLogger("ray.train._internal.syncer").addFilter(_SYNC_FILTER)
+
+
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) -> None:
     """One search trial: fixed settings + the searcher's ``params`` -> ``train()``."""
     import torch
     from ray import tune
 
+    quiet_vanished_temp_files()
     ctx = tune.get_context()
     done = ledger_entry(experiment, ctx.get_trial_id())
     if done is not None:

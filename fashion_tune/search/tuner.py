@@ -38,7 +38,7 @@ from fashion_tune.data.storage import Store, is_uri
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.search import preflight, ray_private
 from fashion_tune.search.space import Space
-from fashion_tune.search.trainable import ledger_store, run_trial
+from fashion_tune.search.trainable import ledger_store, quiet_vanished_temp_files, run_trial
 
 logger = logging.getLogger("fashion_tune.search")
 METRIC_COLUMNS = ["kimg", "fd", "recall", "diversity", "sym_excess", "img_per_s"]
@@ -196,6 +196,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
 
     storage, name, exp = experiment_path(space, opts)
     fixed = resolve_fixed(space, opts)
+    quiet_vanished_temp_files()
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, fixed=fixed, experiment=exp),
         {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
