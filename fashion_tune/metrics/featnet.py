@@ -130,14 +130,20 @@ def _split_rows(shards: ShardSet, g: torch.Generator) -> tuple[np.ndarray, np.nd
 
 
 @torch.no_grad()
-def embed(net: FeatureNet, images: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """(features, predicted class) for float [-1, 1] or uint8 images."""
-    net.eval()
+def embed(net: FeatureNet, images: torch.Tensor, batch: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """(features, predicted class) for float [-1, 1] or uint8 images.
+
+    channels_last and batches of 250 make this 1.7x faster on a CPU thread than the
+    default layout in batches of 500 (measured; results equal to ~1e-6): it is most of a
+    tick's evaluation cost.
+    """
+    net.eval().to(memory_format=torch.channels_last)
     feats, preds = [], []
     device = next(net.parameters()).device
     for i in range(0, len(images), batch):
         x = images[i : i + batch].to(device)
         x = to_unit(x) if x.dtype == torch.uint8 else x.float()
+        x = x.contiguous(memory_format=torch.channels_last)
         f = net.features(x)
         feats.append(f.cpu())
         preds.append(net.head(f).argmax(1).cpu())

@@ -18,6 +18,7 @@ import torch
 from filelock import FileLock
 from torch.nn import functional as F
 
+from fashion_tune.atomic import atomic_path
 from fashion_tune.data.reader import ShardSet
 from fashion_tune.data.storage import cache_root
 from fashion_tune.errors import ConfigError
@@ -67,9 +68,8 @@ class InceptionMetric:
                 rng = np.random.default_rng(54321)
                 pick = np.sort(rng.choice(rows, size=min(num_samples, len(rows)), replace=False))
                 self.real = self.features(torch.from_numpy(shards.gather(pick)))
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-                np.save(tmp, self.real)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    np.save(tmp, self.real)
         self.mu, self.cov = mean_cov(self.real)
 
     @torch.no_grad()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from fashion_tune import experiment_layout as layout
+from fashion_tune.atomic import atomic_dir
 from fashion_tune.report.collect import CheckpointInfo, Experiment, TrialRecord, sub_store
 
 STATE_FILE = layout.CHECKPOINT_STATE_FILE
@@ -35,16 +35,6 @@ def export_checkpoint(
     src = sub_store(exp.trial_store(trial), ckpt.name)
     if not src.exists(STATE_FILE):
         raise CheckpointError(f"{src.describe(STATE_FILE)} is missing")
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in (STATE_FILE, layout.TRIAL_CONFIG_FILE):
-        if src.exists(name):
-            src.download(name, tmp / name)
-    if not (tmp / layout.TRIAL_CONFIG_FILE).exists() and trial.config:
-        (tmp / layout.TRIAL_CONFIG_FILE).write_text(json.dumps(trial.config, indent=1))
     info = {
         "experiment": exp.location,
         "trial_id": trial.trial_id,
@@ -54,6 +44,11 @@ def export_checkpoint(
         "metrics": ckpt.metrics,
         **extra,
     }
-    (tmp / "trial.json").write_text(json.dumps(info, indent=1, default=str))
-    tmp.rename(dest)
+    with atomic_dir(dest) as tmp:  # the export appears whole or not at all
+        for name in (STATE_FILE, layout.TRIAL_CONFIG_FILE):
+            if src.exists(name):
+                src.download(name, tmp / name)
+        if not (tmp / layout.TRIAL_CONFIG_FILE).exists() and trial.config:
+            (tmp / layout.TRIAL_CONFIG_FILE).write_text(json.dumps(trial.config, indent=1))
+        (tmp / "trial.json").write_text(json.dumps(info, indent=1, default=str))
     return dest
