@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -118,4 +117,3 @@ def evaluate(
         except OSError as exc:
             raise FashionTuneError(f"cannot write {json_out}: {exc.strerror or exc}") from None
         console.print(f"wrote {json_out}")
-    _ = json

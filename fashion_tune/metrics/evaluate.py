@@ -40,7 +40,6 @@ from fashion_tune.metrics.stats import (
     pixel_diversity_by_class,
     prdc,
     prdc_by_class,
-    real_kernel,
     symmetry_excess,
     symmetry_gap,
 )
@@ -55,16 +54,6 @@ def metric_ref(ref: Reference, cfg: MetricsConfig) -> str:
     """The ruler: reference hash + the settings that decide a score's scale."""
     key = [ref.hash, EVAL_VERSION, cfg.num_samples, cfg.kid_subset_size, cfg.kid_subsets]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
-
-
-_KERNELS: dict[str, np.ndarray] = {}  # reference hash -> the reals' KID kernel (per process)
-
-
-def _real_kernel(ref: Reference) -> np.ndarray:
-    if ref.hash not in _KERNELS:
-        _KERNELS.clear()  # one reference per process in practice: keep one
-        _KERNELS[ref.hash] = real_kernel(ref.feats)
-    return _KERNELS[ref.hash]
 
 
 def score_images(
@@ -91,7 +80,7 @@ def score_images(
     return {
         "fd": frechet_distance(ref.mu, ref.cov, *mean_cov(feats)),
         "kid": kernel_inception_distance(
-            ref.feats, feats, cfg.kid_subset_size, cfg.kid_subsets, kxx=_real_kernel(ref)
+            ref.feats, feats, cfg.kid_subset_size, cfg.kid_subsets, kxx=ref.kernel
         ),
         **nn_scores,
         "diversity": diversity_ratio(div, ref.div_by_class),

@@ -14,6 +14,7 @@ trial's own metric settings: two scores compare only if their ``metric_ref`` is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -30,7 +31,12 @@ from fashion_tune.data.storage import Store
 from fashion_tune.errors import DataError
 from fashion_tune.metrics import featnet
 from fashion_tune.metrics.featnet import FeatureNet, embed
-from fashion_tune.metrics.stats import mean_cov, mirror_asymmetry, pixel_diversity_by_class
+from fashion_tune.metrics.stats import (
+    mean_cov,
+    mirror_asymmetry,
+    pixel_diversity_by_class,
+    real_kernel,
+)
 
 REFERENCE_DIR = "_reference"
 INDEX = "reference.json"
@@ -71,6 +77,11 @@ class Reference:
     hash: str  # sha256 of weights + statistics + settings (first 16 hex digits)
     fingerprint: str  # the shard set's fingerprint
 
+    @functools.cached_property
+    def kernel(self) -> np.ndarray:
+        """The reals' KID kernel matrix, computed once per loaded reference."""
+        return real_kernel(self.feats)
+
 
 def reference_store(location: str) -> Store:
     """Where a reference lives: ``<shards>/_reference`` or a folder given as is."""
@@ -103,18 +114,18 @@ def build(
     t0 = time.perf_counter()
     net, acc, task = featnet.train_feature_net(shards, progress=progress, contrastive=contrastive)
     pick = _sample_rows(shards)  # random order: the first FEATS_SAMPLES are a random subset
-    order = np.argsort(pick[:FEATS_SAMPLES], kind="stable")
-    keep = pick[:FEATS_SAMPLES][order]
-    images = shards.gather(np.sort(pick))
+    rows = np.sort(pick)
+    images = shards.gather(rows)
     feats, _ = embed(net, torch.from_numpy(images))
     # unit RMS on reals: fd / kid land in familiar ranges whatever the net
     scale = float(np.sqrt((feats.astype(np.float64) ** 2).mean()))
     feats = feats / scale
     mu, cov = mean_cov(feats)
-    keep_images = shards.gather(keep)
-    keep_feats, _ = embed(net, torch.from_numpy(keep_images))
-    labels = shards.labels[keep]
-    all_labels = shards.labels[np.sort(pick)]
+    # the kid / k-NN subset: positions of the first FEATS_SAMPLES picks among the sorted rows
+    at = np.searchsorted(rows, np.sort(pick[:FEATS_SAMPLES]))
+    keep_images, keep_feats = images[at], feats[at]
+    all_labels = shards.labels[rows]
+    labels = all_labels[at]
     asym = mirror_asymmetry(torch.from_numpy(images)).numpy()
     by_class = np.array(
         [
@@ -131,7 +142,7 @@ def build(
         {
             "mu": mu,
             "cov": cov,
-            "feats": (keep_feats / scale).astype(np.float32),
+            "feats": keep_feats.astype(np.float32),
             "labels": labels.astype(np.int64),
             "div_by_class": pixel_diversity_by_class(
                 torch.from_numpy(keep_images), labels, max(shards.num_classes, 1)
