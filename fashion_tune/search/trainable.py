@@ -60,14 +60,20 @@ def ledger_entry(experiment: str, trial_id: str) -> dict[str, Any] | None:
 
 
 class _VanishedTempFile(logging.Filter):
-    """Drop Ray's "Last sync command failed" warning when its cause is one of our atomic
-    writes' temp files renamed into place while Ray's background sync of the trial folder
-    to remote storage (s3://, gs://) listed it: the file it then copies is the renamed one,
-    at the next sync or the forced one at the trial's end. Anything else still shows."""
+    """Drop Ray's "Last sync command failed" warning (trial folders) and its "Saving
+    experiment state to storage ... failed" error (driver artifacts) when the cause is a
+    temp file of an atomic write (ours or Ray's own) renamed into place while Ray's
+    background sync to remote storage (s3://, gs://) listed it: the renamed file goes up
+    with the next sync (state is saved every step) or the forced one at the end. Anything
+    else still shows."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        return not ("FileNotFoundError" in text and ".tmp-" in text and "Last sync" in text)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f" {type(exc).__name__}: {exc}"
+        ours = "Last sync" in text or "Saving experiment state" in text
+        return not (ours and "FileNotFoundError" in text and "tmp-" in text)
 
 
 _SYNC_FILTER = _VanishedTempFile()
@@ -76,7 +82,8 @@ _SYNC_FILTER = _VanishedTempFile()
 def quiet_vanished_temp_files() -> None:
     """Install the filter in this process (the driver syncs the trial folders on its own
     node with the experiment, each worker its own); idempotent."""
-    logging.getLogger("ray.train._internal.syncer").addFilter(_SYNC_FILTER)
+    for name in ("ray.train._internal.syncer", "ray.tune.execution.experiment_state"):
+        logging.getLogger(name).addFilter(_SYNC_FILTER)
 
 
 def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) -> None:
