@@ -32,6 +32,7 @@ from fashion_tune import checkpoint as ckpt
 from fashion_tune.atomic import atomic_path, write_text
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardBatches, ShardSet
+from fashion_tune.flops import FLOPS_FILE
 from fashion_tune.metrics import reference as metric_reference
 from fashion_tune.metrics.evaluate import OBJECTIVE, nan_scores
 from fashion_tune.models import Generator, build_generator, family_kind
@@ -151,6 +152,7 @@ def train(
         shards, split=cfg.data.split, batch_size=cfg.data.batch_size, seed=rt.seed, pairs=paired
     )
     task = build_task(cfg, shards, runtime)
+    flops_img = _flops_per_image(cfg, shards, run_dir)  # the compute budget's unit
 
     nimg, tick, data_pos = 0, 0, (0, 0)
     resumed_kimg = 0.0  # told to report() each tick (not a metric: kept out of the history)
@@ -170,6 +172,8 @@ def train(
     # user error leaves no run folder behind
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.json", cfg.to_json())
+    flops_doc = {"flops_per_image": flops_img, "config": cfg.to_json()}
+    write_text(run_dir / FLOPS_FILE, json.dumps(flops_doc))
     if resume is not None:  # the log restarts from the checkpoint: no tick twice, none lost
         write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     # the reference is made before any trial (data prepare / data reference / search):
@@ -236,6 +240,8 @@ def train(
             **scores,
             **{f"loss/{name}": v for name, v in zip(task.loss_names, means)},
             "img_per_s": (nimg - tick_start) / max(train_s, 1e-9),
+            "gflop": nimg * flops_img / 1e9,  # training FLOPs so far (fashion_tune.flops)
+            "progress": nimg / total_nimg,  # 1 = the config's full budget
             "eval_frac": eval_s / max(train_s + eval_s, 1e-9),
             "diverged": int(diverged),
             "featnet_acc": ref.accuracy,
@@ -295,6 +301,22 @@ def train(
             break
     tb.close()
     return TrialResult(status, metrics, best, run_dir, last_ckpt, samples_path, history)
+
+
+def _flops_per_image(cfg: TrialConfig, shards: ShardSet, run_dir: Path) -> float:
+    """The config's training FLOPs per image, counted once and cached in the run folder
+    (a resumed or promoted trial does not count again)."""
+    from fashion_tune.flops import flops_per_image
+
+    cached = run_dir / FLOPS_FILE
+    key = cfg.to_json()
+    try:
+        doc = json.loads(cached.read_text())
+        if doc.get("config") == key and float(doc["flops_per_image"]) > 0:
+            return float(doc["flops_per_image"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return flops_per_image(cfg, shards)
 
 
 def _point_latest(ckpt_dir: Path, target: Path) -> None:

@@ -12,7 +12,8 @@ params:                      # searched trial-config keys
   loss.lambda_sym: {uniform: [0.1, 2.0], when: {loss.symmetry: [consistency, adversarial]}}
 points:                      # evaluated first, e.g. the literature default
   - {model.arch: dcgan, optim.lr_g: 2.0e-4, loss.symmetry: none}
-scheduler: {type: asha, grace_kimg: 3, reduction_factor: 3}   # max = schedule.total_kimg
+scheduler: {type: asha, budget: compute, grace_kimg: 1, reduction_factor: 3, brackets: 1}
+confirm: {top_k: 3, seeds: 3}          # retrain the top 3 and points[0] with 3 fresh seeds
 searcher: {type: optuna, seed: 0}                             # or random
 num_samples: 8
 max_concurrent: 2
@@ -45,7 +46,15 @@ from fashion_tune.search.space_schema import (
     first_error,
 )
 
-__all__ = ["DISTRIBUTIONS", "OBJECTIVE_METRICS", "Param", "Scheduler", "Space", "load_space"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "OBJECTIVE_METRICS",
+    "Confirm",
+    "Param",
+    "Scheduler",
+    "Space",
+    "load_space",
+]
 # load_space(**overrides) -> the file key each replaces, and the option that gave it
 OVERRIDE_KEYS = {
     "num_samples": ("num_samples", "--num-samples"),
@@ -95,10 +104,24 @@ class Param:
 
 @dataclass(frozen=True)
 class Scheduler:
-    type: str = "asha"  # asha or fifo
+    type: str = "asha"  # asha (promotion), asha-stop (Ray's stopping ASHA) or fifo
     max_kimg: float = 0.0  # 0 = schedule.total_kimg of the fixed config
-    grace_kimg: float = 1.0
+    grace_kimg: float = 1.0  # in the budget's unit
     reduction_factor: float = 3.0
+    budget: str = "compute"  # compute (reference kimg of training FLOPs) or kimg
+    brackets: int = 1
+    smooth: int = 2  # rung value = mean of the last `smooth` evaluations
+
+    @property
+    def time_attr(self) -> str:
+        """The result key that measures a trial's progress in this budget's unit."""
+        return "compute" if self.budget == "compute" else "kimg"
+
+
+@dataclass(frozen=True)
+class Confirm:
+    top_k: int = 3
+    seeds: int = 3
 
 
 @dataclass(frozen=True)
@@ -121,6 +144,7 @@ class Space:
     gpus_per_trial: float
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    confirm: Confirm | None = None  # seed confirmation after the search
 
     def base_config(self) -> TrialConfig:
         return TrialConfig().with_overrides(self.fixed)
@@ -294,9 +318,12 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
         max_kimg=float(sch.max_kimg),
         grace_kimg=float(sch.grace_kimg),
         reduction_factor=float(sch.reduction_factor),
+        budget=sch.budget,
+        brackets=int(sch.brackets),
+        smooth=int(sch.smooth),
     )
     max_kimg = sched.max_kimg or base.schedule.total_kimg
-    if sched.type == "asha" and not sched.grace_kimg <= max_kimg:
+    if sched.type.startswith("asha") and not sched.grace_kimg <= max_kimg:
         raise _err(p, "scheduler.grace_kimg", f"must be in (0, max_kimg={max_kimg:g}]")
     space = Space(
         path=p,
@@ -314,6 +341,7 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
         max_concurrent=int(doc.max_concurrent),
         cpus_per_trial=float(doc.resources.cpu),
         gpus_per_trial=float(doc.resources.gpu),
+        confirm=Confirm(int(doc.confirm.top_k), int(doc.confirm.seeds)) if doc.confirm else None,
     )
     # parameters can clash with each other (lambda_sym > 0 while symmetry is none):
     # build the configs of a few random points to catch that now, not mid-search

@@ -31,14 +31,18 @@ from fashion_tune.metrics.names import SCORES
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 OBJECTIVE_METRICS = tuple(SCORES)  # every score a tick reports (fd is the default objective)
-SCHEDULERS = ("asha", "fifo")  # asha: AsyncHyperBandScheduler over kimg; fifo: run all to the end
+# asha: promotion-based ASHA (fashion_tune.search.promotion); asha-stop: Ray's stopping
+# AsyncHyperBandScheduler; fifo: every trial to the end
+SCHEDULERS = ("asha", "asha-stop", "fifo")
+BUDGETS = ("compute", "kimg")  # compute: training FLOPs in kimg of the reference config
 SEARCHERS = ("optuna", "random")  # optuna: seeded TPE; random: Optuna's seeded RandomSampler
 MAX_SEED = 2**32 - 1  # what Optuna's samplers (NumPy) accept
 MAX_INT = 2**53  # integers beyond this lose precision as floats (and Ray / Optuna use floats)
 MAX_SAMPLES = 1_000_000  # trials in one search
 EXAMPLES = {  # shown when a mapping is written as something else
     "objective": "{metric: fd, mode: min}",
-    "scheduler": "{type: asha, grace_kimg: 1, reduction_factor: 3}",
+    "scheduler": "{type: asha, budget: compute, grace_kimg: 1, reduction_factor: 3}",
+    "confirm": "{top_k: 3, seeds: 3}",
     "searcher": "{type: optuna, seed: 0}",
     "resources": "{cpu: 1, gpu: 0}",
     "fixed": "{schedule.total_kimg: 16}",
@@ -195,8 +199,20 @@ class Objective(_Strict):
 class SchedulerSpec(_Strict):
     type: Annotated[str, AfterValidator(_one_of(SCHEDULERS))] = "asha"
     max_kimg: Annotated[Number, AfterValidator(_at_least(0))] = 0.0  # 0: schedule.total_kimg
+    # in the budget's unit: kimg, or (compute) kimg of the reference config's FLOPs
     grace_kimg: Annotated[Number, AfterValidator(_at_least(0, strict=True))] = 1.0
     reduction_factor: Annotated[Number, AfterValidator(_at_least(1, strict=True))] = 3.0
+    budget: Annotated[str, AfterValidator(_one_of(BUDGETS))] = "compute"
+    brackets: Annotated[Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(8))] = 1
+    # a rung value is the mean of a trial's last `smooth` evaluations (1: the tick's own)
+    smooth: Annotated[Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(20))] = 2
+
+
+class ConfirmSpec(_Strict):
+    """Retrain the top-k configs and the literature default (first point) with fresh seeds."""
+
+    top_k: Annotated[Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(100))] = 3
+    seeds: Annotated[Integer, AfterValidator(_at_least(2)), AfterValidator(_at_most(100))] = 3
 
 
 class SearcherSpec(_Strict):
@@ -220,6 +236,7 @@ class SpaceFile(_Strict):
     points: list[dict[str, Scalar]] = []
     scheduler: SchedulerSpec = SchedulerSpec()
     searcher: SearcherSpec = SearcherSpec()
+    confirm: ConfirmSpec | None = None  # absent: no seed confirmation
     num_samples: Annotated[
         Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(MAX_SAMPLES))
     ] = 8
