@@ -31,9 +31,14 @@ CHECKPOINT_RE = re.compile(r"^checkpoint_\d+$")
 # -- written by fashion-tune -----------------------------------------------------------------
 SEARCH_FILE = "fashion_tune_search.json"  # the resolved search space, beside Ray's state
 LEDGER_DIR = "fashion_tune_finished"  # one JSON file per finished trial
+JOURNAL_FILE = "optuna.journal"  # the Optuna study (JournalStorage; optuna-dashboard opens it)
+SCHEDULER_FILE = "fashion_tune_scheduler.json"  # promotion ASHA's rungs and events (JSON)
 TRIAL_CONFIG_FILE = "config.json"  # the full trial config, in each trial folder (train())
 TRIAL_METRICS_FILE = "metrics.jsonl"  # train()'s own per-tick history
 CHECKPOINT_STATE_FILE = "checkpoint.pt"  # inside each checkpoint_NNNNNN/
+# the seed confirmation: a Ray Tune experiment of its own, nested in the search's folder
+CONFIRM_DIR = "confirm"  # <experiment>/confirm/: Ray's state, trial folders, ledger
+CONFIRM_FILE = "fashion_tune_confirm.json"  # in CONFIRM_DIR: the plan (configs, seeds)
 
 # files that mark a folder of the experiment as a trial's
 TRIAL_FILES = (PARAMS_FILE, RESULT_FILE, PROGRESS_FILE, TRIAL_METRICS_FILE, TRIAL_CONFIG_FILE)

@@ -22,6 +22,7 @@ from fashion_tune.training import train
 
 logger = logging.getLogger("fashion_tune.trial")
 LEDGER_DIR = layout.LEDGER_DIR  # one JSON file per finished trial, in the experiment folder
+CONFIRM_KEY_PREFIX = "confirm."  # Tune config keys of a seed-confirmation trial's plan
 # result keys Tune fills in itself (a replayed result must not carry stale copies)
 RAY_AUTO_KEYS = frozenset(
     [
@@ -86,8 +87,17 @@ def quiet_vanished_temp_files() -> None:
         logging.getLogger(name).addFilter(_SYNC_FILTER)
 
 
-def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) -> None:
-    """One search trial: fixed settings + the searcher's ``params`` -> ``train()``."""
+def run_trial(
+    params: dict[str, Any],
+    fixed: dict[str, Any],
+    experiment: str,
+    compute_ref: dict[str, Any] | None = None,
+) -> None:
+    """One search trial: fixed settings + the searcher's ``params`` -> ``train()``.
+
+    With ``compute_ref`` (the GFLOPs of one kimg of the search's reference config) every
+    report also carries ``compute``: the trial's training FLOPs in reference kimg, the unit
+    of ASHA's compute budget."""
     import torch
     from ray import tune
 
@@ -99,6 +109,8 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
         ours = {k: v for k, v in done["result"].items() if k not in RAY_AUTO_KEYS}
         tune.report({**ours, "replayed": 1})
         return
+    # a seed-confirmation trial's plan keys (search/confirm.py) are labels, not config
+    params = {k: v for k, v in params.items() if not k.startswith(CONFIRM_KEY_PREFIX)}
     cfg = TrialConfig().with_overrides({**fixed, **params})
     resources = ctx.get_trial_resources().required_resources
     if cfg.runtime.threads == 0:
@@ -118,6 +130,7 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
     import ray
 
     where = {"node_id": ray.get_runtime_context().get_node_id()}
+    ref_gflop = float((compute_ref or {}).get("gflop_per_kimg") or 0.0)
 
     def report(metrics: dict[str, Any], path: Path | None) -> None:
         clean = {
@@ -125,6 +138,8 @@ def run_trial(params: dict[str, Any], fixed: dict[str, Any], experiment: str) ->
             for k, v in metrics.items()
         }
         clean.update(where)
+        if ref_gflop and isinstance(clean.get("gflop"), (int, float)):
+            clean["compute"] = clean["gflop"] / ref_gflop
         if path is None:
             tune.report(clean)
         else:

@@ -2,9 +2,14 @@
 
 Beyond Ray's defaults (each a known gap of Ray Tune 2.60):
 
-* a trial that ASHA stops is told to Optuna as PRUNED at its rung, a diverged one as
-  FAILED (Tune tells the searcher every ended trial is COMPLETE with its last value);
-* ASHA's rung records ride in a callback's ``get_state`` / ``set_state``, saved with
+* ``scheduler.type: asha`` is promotion-based ASHA (``promotion.py``: trials pause at
+  rungs and the best are resumed); Ray's stopping ASHA is ``asha-stop``;
+* budgets are in compute (training FLOPs, in kimg of the reference config: ``flops.py``)
+  unless ``scheduler.budget: kimg``;
+* a trial that ends at a rung is told to Optuna as PRUNED with its rung value, a diverged
+  one as FAILED (Tune tells the searcher every ended trial is COMPLETE with its last
+  value), and the study is an Optuna journal in the experiment folder (``searcher.py``);
+* the scheduler's records ride in a callback's ``get_state`` / ``set_state``, saved with
   Ray's own experiment state, so they survive ``--resume`` (Ray restores the scheduler
   as constructed);
 * every finished trial is recorded at once in ``fashion_tune_finished/`` in the
@@ -23,96 +28,31 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
-from ray.tune import Callback
-from ray.tune.search.optuna import OptunaSearch
 
 from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store, is_uri
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.search import preflight, ray_private
+from fashion_tune.search.callbacks import FinishedLedger, SchedulerStateCallback
+from fashion_tune.search.promotion import PausingLimiter, PromotionAsha
+from fashion_tune.search.searcher import PrunedAwareOptunaSearch, journal_storage
 from fashion_tune.search.space import Space
-from fashion_tune.search.trainable import ledger_store, quiet_vanished_temp_files, run_trial
+from fashion_tune.search.trainable import quiet_vanished_temp_files, run_trial
 
 logger = logging.getLogger("fashion_tune.search")
 METRIC_COLUMNS = ["kimg", "fd", "recall", "diversity", "sym_excess", "img_per_s"]
-
-
-class PrunedAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna the truth about early-stopped and diverged trials."""
-
-    def __init__(self, *args: Any, max_kimg: float, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._max_kimg = max_kimg
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict | None = None, error: bool = False
-    ) -> None:
-        import optuna
-
-        done = ray_private.completed_trials(self)
-        if error or not result or trial_id in done:
-            return super().on_trial_complete(trial_id, result, error)
-        ot_trial = ray_private.optuna_trial(self, trial_id)
-        study = ray_private.optuna_study(self)
-        value = result.get(ray_private.searcher_metric(self))
-        if result.get("diverged") or value is None or not math.isfinite(value):
-            study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
-        elif result.get("kimg", math.inf) < self._max_kimg - 1e-6:
-            # stopped by ASHA: record its last value at its rung, then PRUNED
-            step = int(result.get("training_iteration", 0))
-            if step not in ray_private.reported_steps(ot_trial):
-                ot_trial.report(value, step)
-            study.tell(ot_trial, None, state=optuna.trial.TrialState.PRUNED)
-        else:
-            study.tell(ot_trial, value, state=optuna.trial.TrialState.COMPLETE)
-        done.add(trial_id)
-
-    @property
-    def study(self) -> Any:
-        return ray_private.optuna_study(self)
-
-
-class AshaStateCallback(Callback):
-    """Carries ASHA's rung records in Ray's saved experiment state (Ray saves none)."""
-
-    def __init__(self, scheduler: Any):
-        self.scheduler = scheduler
-
-    def get_state(self) -> dict | None:
-        return ray_private.asha_rungs(self.scheduler)
-
-    def set_state(self, state: dict) -> None:
-        ray_private.restore_asha_rungs(self.scheduler, state)
-
-
-class FinishedLedger(Callback):
-    """Records each finished trial's final result in the experiment folder, immediately."""
-
-    def __init__(self, experiment: str):
-        self.experiment = experiment
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = {k: v for k, v in (trial.last_result or {}).items() if _jsonable(v)}
-        store = ledger_store(self.experiment)
-        entry = {"trial_id": trial.trial_id, "config": trial.config, "result": result}
-        data = json.dumps(entry, default=str).encode()
-        store.write_atomic(layout.ledger_entry_name(trial.trial_id), data)
+ASHA_STOP_MAX_T = 1e9  # Ray's stopping ASHA needs a max; compute budgets end per config
 
 
 def trial_name(trial: Any) -> str:
     """Short trial names and folders (Ray's default folder name spells out every parameter)."""
     return f"trial_{trial.trial_id}"
-
-
-def _jsonable(v: Any) -> bool:
-    return isinstance(v, (int, float, str, bool)) or v is None
 
 
 @dataclass(frozen=True)
@@ -192,13 +132,14 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
     (``run_search`` has checked the experiment folder first)."""
     import optuna
     from ray import tune
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
     storage, name, exp = experiment_path(space, opts)
     fixed = resolve_fixed(space, opts)
     quiet_vanished_temp_files()
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, fixed=fixed, experiment=exp),
+        tune.with_parameters(
+            run_trial, fixed=fixed, experiment=exp, compute_ref=compute_reference(space, opts)
+        ),
         {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
     )
     if opts.resume:
@@ -211,33 +152,33 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
         return tune.Tuner.restore(
             exp, trainable=trainable, resume_unfinished=True, resume_errored=True
         )
-    if space.scheduler.type == "asha":
-        scheduler: Any = AsyncHyperBandScheduler(
-            time_attr="kimg",
-            # kimg is fractional; Ray's int hints are narrower than its arithmetic
-            max_t=space.max_kimg,  # type: ignore[arg-type]
-            grace_period=space.scheduler.grace_kimg,  # type: ignore[arg-type]
-            reduction_factor=space.scheduler.reduction_factor,
-            brackets=1,
-        )
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (
         optuna.samplers.RandomSampler(seed=space.seed)
         if space.searcher == "random"
         else optuna.samplers.TPESampler(seed=space.seed)
     )
-    searcher = PrunedAwareOptunaSearch(
+    searcher: Any = PrunedAwareOptunaSearch(
         space=space,
         metric=space.metric,  # a define-by-run space: Tune does not pass these on
         mode=space.mode,
         points_to_evaluate=[dict(p) for p in space.points] or None,
         sampler=sampler,
+        study_name=name,
+        storage=journal_storage(exp),
         max_kimg=space.max_kimg,
+        smooth=space.scheduler.smooth if space.scheduler.type == "asha" else 1,
     )
-    callbacks = [AshaStateCallback(scheduler), FinishedLedger(exp), *opts.callbacks]
     max_concurrent = space.max_concurrent or 0
+    limit = None
+    if isinstance(scheduler, PromotionAsha):
+        if max_concurrent:  # paused trials hold no slot (Ray's own limiter counts them)
+            searcher = PausingLimiter(searcher, max_concurrent=max_concurrent)
+    else:
+        limit = max_concurrent or None  # OptunaSearch otherwise starts one pending trial
+    callbacks = [SchedulerStateCallback(scheduler, exp), FinishedLedger(exp), *opts.callbacks]
+    columns = [*METRIC_COLUMNS[:1], "compute", *METRIC_COLUMNS[1:]]
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -246,8 +187,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=space.num_samples,
-            # OptunaSearch otherwise starts one pending trial at a time
-            max_concurrent_trials=max_concurrent or None,
+            max_concurrent_trials=limit,
             reuse_actors=opts.reuse_actors,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_name,
@@ -264,7 +204,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             progress_reporter=tune.CLIReporter(
-                metric_columns=METRIC_COLUMNS,
+                metric_columns=columns if space.scheduler.budget == "compute" else METRIC_COLUMNS,
                 # conditional parameters are absent from some trials: Ray's table needs all
                 parameter_columns=[p.key for p in space.params if not p.when][:6],
                 max_report_frequency=10,
@@ -272,6 +212,57 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             verbose=opts.verbose,
         ),
     )
+
+
+def make_scheduler(space: Space) -> Any:
+    """The trial scheduler ``scheduler.type`` names: promotion ASHA (``asha``), Ray's
+    stopping ASHA (``asha-stop``) or FIFO, over the budget ``scheduler.budget`` names."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    sch = space.scheduler
+    by_kimg = sch.budget == "kimg"
+    if sch.type == "asha":
+        return PromotionAsha(
+            time_attr=sch.time_attr,
+            metric=space.metric,
+            mode=space.mode,
+            grace=sch.grace_kimg,
+            reduction_factor=sch.reduction_factor,
+            brackets=sch.brackets,
+            smooth=sch.smooth,
+            max_t=space.max_kimg if by_kimg else None,
+        )
+    if sch.type == "asha-stop":
+        return AsyncHyperBandScheduler(
+            time_attr=sch.time_attr,
+            # kimg is fractional; Ray's int hints are narrower than its arithmetic
+            max_t=space.max_kimg if by_kimg else ASHA_STOP_MAX_T,  # type: ignore[arg-type]
+            grace_period=sch.grace_kimg,  # type: ignore[arg-type]
+            reduction_factor=sch.reduction_factor,
+            brackets=sch.brackets,
+        )
+    return FIFOScheduler()
+
+
+_COMPUTE_REFS: dict[str, dict[str, Any]] = {}
+
+
+def compute_reference(space: Space, opts: SearchOptions) -> dict[str, Any]:
+    """The compute budget's unit: GFLOPs of one kimg of the space's first point (the
+    literature default), or of its fixed settings when it has no points."""
+    from fashion_tune.flops import gflop_per_kimg
+
+    fixed = resolve_fixed(space, opts)
+    point = dict(space.points[0]) if space.points else {}
+    cfg = space.config_for(point).with_overrides({"data.path": fixed["data.path"]})
+    key = cfg.to_json()
+    if key not in _COMPUTE_REFS:
+        _COMPUTE_REFS[key] = {
+            "gflop_per_kimg": gflop_per_kimg(cfg),
+            "config": "points[0]" if point else "fixed",
+            "arch": cfg.model.arch,
+        }
+    return dict(_COMPUTE_REFS[key])
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -353,6 +344,11 @@ def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
             "max_kimg": space.max_kimg,
             "grace_kimg": sch.grace_kimg,
             "reduction_factor": sch.reduction_factor,
+            "budget": sch.budget,
+            "time_attr": sch.time_attr,
+            "brackets": sch.brackets,
+            "smooth": sch.smooth,
+            "compute_ref": compute_reference(space, opts),
         },
         "searcher": space.searcher,
         "seed": space.seed,
@@ -361,7 +357,9 @@ def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
 
 
 def run_search(space: Space, opts: SearchOptions) -> Any:
-    """Run (or resume) the search; returns Ray's ResultGrid.
+    """Run (or resume) the search, then its seed confirmation if the space has a
+    ``confirm:`` section (``confirm.py``: resumed when it exists); returns the search's
+    ResultGrid.
 
     Nothing is written before every check passed. A new experiment that fails before
     any trial reported is removed again, so its name is not blocked by a half-made one.
@@ -369,18 +367,24 @@ def run_search(space: Space, opts: SearchOptions) -> Any:
     check_before_ray(space, opts)
     init_ray(opts.address)
     check_cluster(space, opts)
-    store = Store.open(experiment_path(space, opts)[2])
+    exp = experiment_path(space, opts)[2]
+    store = Store.open(exp)
     before = set(store.listdir())
     try:
         tuner = build_tuner(space, opts)
         if not opts.resume or not store.exists(SEARCH_FILE):
             desc = json.dumps(describe_search(space, opts), indent=1).encode()
             store.write_atomic(SEARCH_FILE, desc)
-        return tuner.fit()
+        grid = tuner.fit()
     except BaseException:
         if not opts.resume:
             _remove_half_made(store, before)
         raise
+    if space.confirm is not None:
+        from fashion_tune.search.confirm import confirm_after_search
+
+        confirm_after_search(space, exp, opts)
+    return grid
 
 
 def _remove_half_made(store: Store, before: set[str]) -> None:
