@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python benchmarks/training_speed.py
 	$(BIN)/python benchmarks/search_overhead.py
 	$(BIN)/python benchmarks/search_efficiency.py
+	$(BIN)/python benchmarks/gpu_packing.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
