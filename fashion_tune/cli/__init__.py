@@ -7,6 +7,7 @@ from rich.markup import escape
 
 from fashion_tune.cli import data
 from fashion_tune.cli.common import err_console
+from fashion_tune.cli.confirm import confirm
 from fashion_tune.cli.evaluate import evaluate
 from fashion_tune.cli.reference import reference_cmd
 from fashion_tune.cli.report import report
@@ -29,6 +30,7 @@ data.app.command("reference")(reference_cmd)
 app.add_typer(data.app, name="data")
 app.command(epilog=_config_epilog())(trial)
 app.command()(search)
+app.command()(confirm)
 app.command()(sample)
 app.command()(report)
 app.command()(evaluate)

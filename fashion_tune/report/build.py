@@ -2,10 +2,10 @@
 
 Steps: read the experiment; rank trials by their best value; draw the experiment's
 figures; for each top-k trial export its best checkpoint and sample a fixed-seed grid
-from it beside real images; compute importance and the ASHA summary; write
-``index.html``, ``report.md``, ``leaderboard.csv`` and ``leaderboard.json``. A
-missing piece (a checkpoint, the data set, results) becomes a warning and a note in
-the page, never a failed report.
+from it beside real images; compute importance, the ASHA summary and the seed
+confirmation's statistics; write ``index.html``, ``report.md``, ``leaderboard.csv``
+and ``leaderboard.json``. A missing piece (a checkpoint, the data set, results)
+becomes a warning and a note in the page, never a failed report.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from fashion_tune.atomic import atomic_dir
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.report import asha as asha_mod
+from fashion_tune.report import confirm as confirm_mod
 from fashion_tune.report import importance as imp_mod
 from fashion_tune.report import plots, rank
 from fashion_tune.report.collect import Experiment, ReportError, load_experiment
@@ -190,6 +191,8 @@ def _build(
         plots.importance_bars(importance, img / "importance.png")
     report.figures["asha"] = "images/asha.png"
     plots.asha_bars(summary, img / "asha.png")
+    step("seed confirmation")
+    report.confirm = confirm_mod.read_confirmation(exp)
     cache: dict[str, str | Exception] = {}
     for e in [e for e in entries if e.rank and e.rank <= top_k]:
         step(f"top {e.rank}: {e.name} (export, samples)")

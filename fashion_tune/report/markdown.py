@@ -65,6 +65,7 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
             lines += [f"Best checkpoint ({md(t['checkpoint_note'])}):", "", *_fence(t["command"])]
         else:
             lines += [f"No exported checkpoint: {md(t['export_msg'])}", ""]
+    lines += _confirmation(c["confirm"])
     lines += ["## Quality vs symmetry", ""]
     if c["pareto_img"]:
         lines += [f"![pareto]({c['pareto_img']})", "", "Pareto front:", ""]
@@ -88,3 +89,25 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
         for name, _, text in c["errors"]:
             lines += [f"### {md(name)}", "", *_fence(text)]
     (report.folder / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _confirmation(c: dict[str, Any]) -> list[str]:
+    lines = ["## Seed confirmation", ""]
+    if not c["present"]:
+        lines += [
+            "No seed confirmation in this experiment: retrain the top configs and the "
+            f"literature default with fresh seeds: `{md(c['command'])}`.",
+            "",
+        ]
+        return lines + [f"- {md(n)}" for n in c["notes"]] + ([""] if c["notes"] else [])
+    lines += [f"**{md(c['verdict'])}**", "", md(c["about"]), ""]
+    lines += [f"- {md(n)}" for n in [*c["status"], *c["notes"]]]
+    lines += [""] if c["status"] or c["notes"] else []
+    head = ["#", "config", "search trial", *[f"seed {s}" for s in c["seeds"]]]
+    head += [f"mean {c['metric']}", "95% interval", "finished"]
+    rows = [
+        [r["rank"], r["label"], r["source"], *[t for t, _ in r["values"]], r["mean"],
+         r["interval"], r["n"]]
+        for r in c["rows"]
+    ]  # fmt: skip
+    return lines + _table(head, rows)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fashion_tune.report.asha import AshaSummary
 from fashion_tune.report.collect import Experiment
+from fashion_tune.report.confirm import Confirmation
 from fashion_tune.report.importance import Importance
 from fashion_tune.report.rank import Entry
 
@@ -44,6 +45,7 @@ class Report:
     created: str
     warnings: list[str] = field(default_factory=list)
     work: Path | None = None  # the temporary folder files go to while building (None: out)
+    confirm: Confirmation | None = None  # the seed confirmation (None: not read)
 
     @property
     def folder(self) -> Path:

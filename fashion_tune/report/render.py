@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fashion_tune.report import confirm as confirm_mod
 from fashion_tune.report.model import Report, TopTrial
 from fashion_tune.report.rank import Entry, finite, symmetry_metric
 
@@ -151,6 +152,7 @@ def document(report: Report, recs: list[dict[str, Any]]) -> dict[str, Any]:
                 "finished": a.finished, "other": a.other, "trials": a.trials,
                 "used_kimg": a.used_kimg, "full_kimg": a.full_kimg, "savings": a.savings,
             },
+            "confirmation": confirm_mod.document(report.confirm),
             "warnings": report.warnings,
         }
     )  # fmt: skip
@@ -287,6 +289,7 @@ def html_context(report: Report) -> dict[str, Any]:
             if e.trial.error and e.trial.error.strip()
         ],
         "search_yaml": (report.exp.search or {}).get("space_yaml"),
+        "confirm": confirm_mod.context(report.confirm, report.exp.location),
     }
 
 

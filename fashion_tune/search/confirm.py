@@ -1,0 +1,393 @@
+"""Seed confirmation: retrain the search's top-k configs and the literature default with
+fresh seeds at the full budget, as Tune trials of the same experiment.
+
+The confirmation is a Ray Tune experiment of its own, nested in the search's folder
+(``<experiment>/confirm/``: Ray's state, one folder per trial, the finished-trial ledger,
+and ``fashion_tune_confirm.json``, the plan). Its trials run through the search's
+trainable (``run_trial``, with the search's resolved fixed settings), so they checkpoint
+each tick, retry from their checkpoint after a failure (``--max-failures``), show in the
+live table, and a restored confirmation never trains a finished trial again (the
+``FinishedLedger``).
+
+Which configs: the top-k of the leaderboard the report shows (``report.rank``: best
+value over all ticks) among the trials that reached the full budget, plus the
+literature default (the space's first point) when it is not among them. Which seeds:
+S seeds derived from the search's seed and the replica index, none of them a seed the
+search used; replica j of every config gets the same seed (common random numbers).
+The plan is written before the first trial and read back on every resume, so a resumed
+confirmation retrains exactly what it set out to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fashion_tune import experiment_layout as layout
+from fashion_tune.config import MAX_SEED, TrialConfig
+from fashion_tune.data.storage import Store
+from fashion_tune.errors import FashionTuneError
+from fashion_tune.report import rank
+from fashion_tune.report.collect import Experiment, load_experiment
+from fashion_tune.report.confirm import KEY_CONFIG, KEY_INDEX, KEY_LABEL, KEY_REPLICA
+
+logger = logging.getLogger("fashion_tune.search")
+TOP_K_RANGE = (1, 100)  # as the space schema's confirm section
+SEEDS_RANGE = (2, 100)
+DEFAULT_TOP_K = DEFAULT_SEEDS = 3
+UNFINISHED = ("PENDING", "RUNNING", "PAUSED")
+
+
+@dataclass(frozen=True)
+class ConfirmOptions:
+    top_k: int | None = None  # asked for (--top-k); None: see ``default_counts``
+    seeds: int | None = None
+    default_counts: tuple[int, int] | None = None  # the space's section (None: 3 and 3)
+    max_failures: int = 3
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: Ray decides
+    verbose: int = 1
+    callbacks: tuple[Any, ...] = ()  # extra Tune callbacks (tests)
+    reuse_actors: bool = True
+
+
+def confirm_path(experiment: str) -> str:
+    return f"{experiment.rstrip('/')}/{layout.CONFIRM_DIR}"
+
+
+def check_counts(top_k: int, seeds: int) -> None:
+    lo, hi = TOP_K_RANGE
+    if not lo <= top_k <= hi:
+        raise FashionTuneError(f"--top-k must be in [{lo}, {hi}], got {top_k}")
+    lo, hi = SEEDS_RANGE
+    if not lo <= seeds <= hi:
+        raise FashionTuneError(
+            f"--seeds must be in [{lo}, {hi}] (a mean and interval need 2 seeds), got {seeds}"
+        )
+
+
+def existing_plan(experiment: str) -> dict[str, Any] | None:
+    store = Store.open(confirm_path(experiment))
+    if not store.exists(layout.CONFIRM_FILE):
+        if store.exists(layout.TUNER_FILE):
+            raise FashionTuneError(
+                f"{confirm_path(experiment)} holds a Ray experiment without its "
+                f"{layout.CONFIRM_FILE}: it is not a fashion-tune confirmation; move it away"
+            )
+        return None
+    try:
+        plan = json.loads(store.read_bytes(layout.CONFIRM_FILE))
+        _ = plan["configs"], plan["seeds"], plan["top_k"]
+    except (ValueError, KeyError, TypeError):
+        raise FashionTuneError(
+            f"{confirm_path(experiment)}/{layout.CONFIRM_FILE} is damaged: delete "
+            f"{confirm_path(experiment)} to start the confirmation again"
+        ) from None
+    return plan
+
+
+def resolve_counts(
+    experiment: str,
+    plan: dict[str, Any] | None,
+    top_k: int | None,
+    seeds: int | None,
+    default: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """K and S: as asked, else the existing confirmation's, else ``default`` (the space's
+    section), else 3 and 3. Asking an existing confirmation for other counts is refused
+    (it would mix two plans)."""
+    if plan is not None:
+        have_k, have_s = int(plan["top_k"]), len(plan["seeds"])
+        if (top_k is not None and top_k != have_k) or (seeds is not None and seeds != have_s):
+            raise FashionTuneError(
+                f"{confirm_path(experiment)} already holds a confirmation with top-k {have_k} "
+                f"and {have_s} seeds: run `fashion-tune confirm {experiment}` without "
+                "--top-k/--seeds to finish it, or move that folder away to start one with "
+                f"top-k {top_k if top_k is not None else have_k} and "
+                f"{seeds if seeds is not None else have_s} seeds"
+            )
+        return have_k, have_s
+    dk, ds = default or (DEFAULT_TOP_K, DEFAULT_SEEDS)
+    k = top_k if top_k is not None else dk
+    s = seeds if seeds is not None else ds
+    check_counts(k, s)
+    return k, s
+
+
+@dataclass(frozen=True)
+class SpaceSettings:
+    """What a confirmation takes from the search's saved space file (its text, as run)."""
+
+    confirm: tuple[int, int] | None = None  # (top_k, seeds) of its confirm section
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0
+
+
+def space_settings(search: dict[str, Any]) -> SpaceSettings:
+    """The saved space's confirm section and resources (defaults when unreadable;
+    command-line overrides the search had are not recorded)."""
+    import yaml
+
+    from fashion_tune.search.space_schema import SpaceFile
+
+    try:
+        doc = SpaceFile.model_validate(yaml.safe_load(str(search.get("space_yaml") or "")) or {})
+    except Exception:  # an older schema, or no file text: run with the defaults
+        return SpaceSettings()
+    return SpaceSettings(
+        (int(doc.confirm.top_k), int(doc.confirm.seeds)) if doc.confirm else None,
+        float(doc.resources.cpu),
+        float(doc.resources.gpu),
+        int(doc.max_concurrent),
+    )
+
+
+def load_finished_search(experiment: str) -> Experiment:
+    """The experiment, which must be a fashion-tune search whose every trial ended."""
+    exp = load_experiment(experiment)  # missing / not an experiment: ReportError
+    if exp.search is None:
+        raise FashionTuneError(
+            f"{experiment} is not a fashion-tune search (no {layout.SEARCH_FILE}): "
+            "only experiments made by `fashion-tune search` can be confirmed"
+        )
+    busy = [t for t in exp.trials if t.status in UNFINISHED]
+    planned = int(exp.search.get("num_samples") or 0)
+    if busy or len(exp.trials) < planned:
+        left = len(busy) + max(0, planned - len(exp.trials))
+        raise FashionTuneError(
+            f"the search in {experiment} has not finished ({left} of {planned} trials still to "
+            "run, or it is running now): finish it with `fashion-tune search SPACE --resume` "
+            "(same --storage and --name) first"
+        )
+    return exp
+
+
+def _fresh_seeds(search_seed: int, n: int, used: set[int]) -> list[int]:
+    """n distinct seeds from the search seed and the replica index, none of them used."""
+    out: list[int] = []
+    j = 0
+    while len(out) < n:
+        digest = hashlib.sha256(f"fashion-tune confirm {search_seed} {j}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+        if seed not in used and seed not in out:
+            out.append(seed)
+        j += 1
+    return out
+
+
+def _seeds_used(exp: Experiment) -> set[int]:
+    fixed = (exp.search or {}).get("fixed") or {}
+    used = {int(fixed.get("runtime.seed", TrialConfig().runtime.seed))}
+    for t in exp.trials:
+        seed = ((t.config or {}).get("runtime") or {}).get("seed", t.params.get("runtime.seed"))
+        if isinstance(seed, int):
+            used.add(seed)
+    return used
+
+
+def make_plan(exp: Experiment, top_k: int, n_seeds: int) -> dict[str, Any]:
+    """Which configs (top-k finished + the literature default) and which seeds."""
+    search = exp.search or {}
+    budget = rank.max_kimg(exp)
+    if budget is None:
+        raise FashionTuneError(f"the full budget of {exp.location} is unknown: nothing to confirm")
+    entries = rank.leaderboard(exp, exp.metric, exp.mode)
+    finished = [e for e in entries if e.rank is not None and e.outcome == "finished"]
+    if not finished:
+        raise FashionTuneError(
+            f"no trial of {exp.location} reached the full budget ({budget:g} kimg) with a "
+            f"finite {exp.metric}: nothing to confirm"
+        )
+    top = finished[:top_k]
+    notes = []
+    if len(top) < top_k:
+        notes.append(
+            f"only {len(top)} trial(s) reached the full budget: confirming {len(top)} instead "
+            f"of the top {top_k}"
+        )
+        logger.warning("seed confirmation: %s", notes[-1])
+    points = search.get("points") or []
+    default = dict(points[0]) if points else None
+    configs: list[dict[str, Any]] = []
+    for e in top:
+        is_default = default is not None and dict(e.trial.params) == default
+        configs.append(
+            {
+                "label": f"search #{e.rank}" + (", literature default" if is_default else ""),
+                "source": e.name,
+                "search_rank": e.rank,
+                "search_best": e.best,
+                "default": is_default,
+                "params": dict(e.trial.params),
+            }
+        )
+    if default is not None and not any(c["default"] for c in configs):
+        src = next((e for e in entries if dict(e.trial.params) == default), None)
+        configs.append(
+            {
+                "label": "literature default",
+                "source": src.name if src else None,
+                "search_rank": src.rank if src else None,
+                "search_best": src.best if src else None,
+                "default": True,
+                "params": default,
+            }
+        )
+    if default is None:
+        notes.append("the space has no points: there is no literature default to compare with")
+    seeds = _fresh_seeds(int(search.get("seed") or 0), n_seeds, _seeds_used(exp))
+    return {
+        "version": 1,
+        "experiment": exp.name,
+        "metric": exp.metric,
+        "mode": exp.mode,
+        "max_kimg": budget,
+        "top_k": top_k,
+        "search_seed": int(search.get("seed") or 0),
+        "seeds": seeds,
+        "configs": configs,
+        "notes": notes,
+    }
+
+
+def trial_rows(plan: dict[str, Any], fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Tune config per confirmation trial, replica-major (every config gets its first
+    seed before any gets its second, so a partial confirmation already compares all).
+    Every row has the same keys (Ray's table and grid need that): a key a config does not
+    set gets the value the trial would have anyway (the fixed settings' or the default)."""
+    base = TrialConfig().with_overrides(fixed).flat()
+    keys = sorted({k for c in plan["configs"] for k in c["params"]})
+    rows = []
+    for ri, seed in enumerate(plan["seeds"]):
+        for ci, c in enumerate(plan["configs"]):
+            params = {k: c["params"].get(k, base.get(k)) for k in keys}
+            rows.append(
+                {
+                    **params,
+                    "runtime.seed": int(seed),
+                    KEY_CONFIG: ci,
+                    KEY_REPLICA: ri,
+                    KEY_LABEL: c["label"],
+                }
+            )
+    return rows
+
+
+class _Pick:
+    """``tune.sample_from``: the value of ``key`` in the planned row the grid index picks
+    (a class, not a lambda, so Ray's saved search state unpickles it plainly)."""
+
+    def __init__(self, rows: list[dict[str, Any]], key: str):
+        self.rows, self.key = rows, key
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return self.rows[config[KEY_INDEX]][self.key]
+
+
+def build_tuner(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> Any:
+    """A new confirmation Tuner, or the restored one when ``confirm/tuner.pkl`` exists."""
+    from ray import tune
+    from ray.tune.schedulers import FIFOScheduler
+
+    from fashion_tune.search.callbacks import FinishedLedger
+    from fashion_tune.search.trainable import quiet_vanished_temp_files, run_trial
+    from fashion_tune.search.tuner import trial_name
+
+    cexp = confirm_path(experiment)
+    search = json.loads(Store.open(experiment).read_bytes(layout.SEARCH_FILE))
+    fixed = dict(search["fixed"])
+    quiet_vanished_temp_files()
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, fixed=fixed, experiment=cexp),
+        {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},
+    )
+    if Store.open(cexp).exists(layout.TUNER_FILE):
+        from fashion_tune.search.recovery import check_trusted, repair_state_files
+
+        check_trusted(cexp)
+        for name in repair_state_files(cexp):
+            logger.warning("repaired %s from the driver's staging copy (it was damaged)", name)
+        return tune.Tuner.restore(
+            cexp, trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    rows = trial_rows(plan, fixed)
+    param_space: dict[str, Any] = {KEY_INDEX: tune.grid_search(list(range(len(rows))))}
+    for key in rows[0]:
+        param_space[key] = tune.sample_from(_Pick(rows, key))
+    metric, mode = str(plan["metric"]), str(plan["mode"])
+    return tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            scheduler=FIFOScheduler(),
+            num_samples=1,  # the grid is the plan
+            max_concurrent_trials=opts.max_concurrent or None,
+            reuse_actors=opts.reuse_actors,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=layout.CONFIRM_DIR,
+            storage_path=experiment,
+            # the search's budget, also when its scheduler stopped short of total_kimg
+            stop={"kimg": float(plan["max_kimg"]) - rank.EPS},
+            callbacks=[FinishedLedger(cexp), *opts.callbacks],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+            ),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            progress_reporter=tune.CLIReporter(
+                metric_columns=["kimg", metric],
+                parameter_columns={KEY_LABEL: "config", "runtime.seed": "seed"},
+                max_report_frequency=10,
+                # as the search's table (Ray's default follows a global verbosity that
+                # the search's fit has lowered by now)
+                print_intermediate_tables=True,
+            ),
+            verbose=opts.verbose,
+        ),
+    )
+
+
+def prepare(experiment: str, opts: ConfirmOptions) -> dict[str, Any]:
+    """Every check, and the plan (the existing one, or a new one); writes nothing."""
+    exp = load_finished_search(experiment)
+    plan = existing_plan(experiment)
+    top_k, seeds = resolve_counts(experiment, plan, opts.top_k, opts.seeds, opts.default_counts)
+    return plan if plan is not None else make_plan(exp, top_k, seeds)
+
+
+def run_confirmation(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> Any:
+    """Run (or resume) the confirmation of ``plan`` (Ray is running); its ResultGrid."""
+    store = Store.open(confirm_path(experiment))
+    if not store.exists(layout.CONFIRM_FILE):
+        store.write_atomic(layout.CONFIRM_FILE, json.dumps(plan, indent=1).encode())
+    k, s = len(plan["configs"]), len(plan["seeds"])
+    logger.info("seed confirmation: %d configs x %d seeds = %d trials", k, s, k * s)
+    return build_tuner(experiment, plan, opts).fit()
+
+
+def confirm_after_search(space: Any, experiment: str, opts: Any) -> None:
+    """The space's ``confirm:`` section, once the search ended: run or resume the
+    confirmation. What stops it (e.g. no trial finished) is a warning, not a failed search."""
+    copts = ConfirmOptions(
+        default_counts=(space.confirm.top_k, space.confirm.seeds),
+        max_failures=opts.max_failures,
+        cpus_per_trial=space.cpus_per_trial,
+        gpus_per_trial=space.gpus_per_trial,
+        max_concurrent=space.max_concurrent,
+        verbose=opts.verbose,
+        reuse_actors=opts.reuse_actors,
+    )
+    try:
+        plan = prepare(experiment, copts)
+    except FashionTuneError as exc:
+        logger.warning("seed confirmation skipped: %s", exc)
+        return
+    run_confirmation(experiment, plan, copts)
