@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -274,7 +275,7 @@ def sampling_noise(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, A
     from fashion_tune.config import MetricsConfig
     from fashion_tune.data.reader import ShardSet
     from fashion_tune.metrics import reference as metric_reference
-    from fashion_tune.metrics.evaluate import score_images
+    from fashion_tune.metrics.evaluate import EVAL_SEED, score_images
     from fashion_tune.sampling import fixed_noise, generate
     from fashion_tune.training import _label_freq, rebuild_generator
 
@@ -295,6 +296,23 @@ def sampling_noise(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, A
         G = rebuild_generator(state, cfg)
         freq = _label_freq(shards, shards.manifest.splits[0], G.num_classes)
         row: dict[str, Any] = {"index": c["index"], "fd": {}, "kid": {}}
+        # the trainer's own evaluation (n 500, EVAL_SEED) again: must give the curve's last fd
+        mcfg = MetricsConfig(num_samples=500, kid_subset_size=250, kid_subsets=20)
+        z = fixed_noise(500, G.z_dim, EVAL_SEED)
+        y = None
+        if freq is not None:
+            y = torch.from_numpy(
+                np.random.default_rng(EVAL_SEED).choice(len(freq), size=500, p=freq)
+            )
+        fakes = generate(G, z, y)
+        row["check_fd"] = float(
+            score_images(ref, mcfg, fakes, None if y is None else y.numpy())["fd"]
+        )
+        print(
+            f"  config {c['index']:2d} check: fd {row['check_fd']:.4f} with the trainer's noise "
+            f"(curve's last tick {c['ticks'][-1]['fd']:.4f})",
+            flush=True,
+        )
         for n in NOISE_SAMPLES:
             mcfg = MetricsConfig(num_samples=n, kid_subset_size=min(250, n), kid_subsets=20)
             fds, kids = [], []
@@ -319,16 +337,15 @@ def sampling_noise(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, A
     return out
 
 
-def running_median_residuals(fd: list[float], k: int = 3) -> list[float | None]:
-    """fd minus the median of the k ticks centred on it (None at the ends)."""
-    h = k // 2
-    out: list[float | None] = []
-    for i in range(len(fd)):
-        if i < h or i + h >= len(fd):
-            out.append(None)
-        else:
-            out.append(fd[i] - statistics.median(fd[i - h : i + h + 1]))
-    return out
+def tick_residuals(fd: list[float]) -> tuple[list[float | None], list[float | None]]:
+    """Per tick: fd minus the median of it and its two neighbours, and fd minus the mean of
+    its two neighbours (None at the ends)."""
+    med: list[float | None] = [None] * len(fd)
+    mid: list[float | None] = [None] * len(fd)
+    for i in range(1, len(fd) - 1):
+        med[i] = fd[i] - statistics.median(fd[i - 1 : i + 2])
+        mid[i] = fd[i] - (fd[i - 1] + fd[i + 1]) / 2
+    return med, mid
 
 
 def noise_table(doc: dict[str, Any]) -> str:
@@ -336,32 +353,44 @@ def noise_table(doc: dict[str, Any]) -> str:
     curves = [c for c in doc["configs"] if all(t["fd"] is not None for t in c["ticks"])]
     n_ticks = min(len(c["ticks"]) for c in curves)
     lines = [
-        f"Tick-to-tick noise of fd ({len(curves)} curves without NaN): residual of each tick "
-        "around the median of it and its two neighbours (robust std = 1.4826 x MAD, and the "
-        "relative residual |res| / fd), next to the spread between configs at that tick.",
+        f"Tick-to-tick noise of fd ({len(curves)} curves without NaN), per tick over configs: "
+        "'median resid' = RMS of fd minus the median of it and its two neighbours; 'sigma' = "
+        "RMS of fd minus the mean of its two neighbours / sqrt(1.5) (the noise of one "
+        "evaluation if it is independent between ticks and the trend is locally linear), also "
+        "relative to each config's fd (RMS of ratio); next to the spread of fd between configs "
+        "at that tick (std, IQR, std among the best third) and the median gap between configs "
+        "adjacent in rank.",
         "",
-        "| kimg | resid robust std | median abs resid / fd | configs: fd median | IQR | "
-        "std | noise / IQR |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| kimg | median resid | sigma | sigma / fd | configs: fd median | std | IQR | "
+        "best third: std | adjacent gap | sigma / IQR |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    residuals = [running_median_residuals([t["fd"] for t in c["ticks"]]) for c in curves]
+    res = [tick_residuals([t["fd"] for t in c["ticks"]]) for c in curves]
+    summary: list[float] = []
     for i in range(n_ticks):
-        res = [r[i] for r in residuals if r[i] is not None]
         fds = [c["ticks"][i]["fd"] for c in curves]
         q = statistics.quantiles(fds, n=4)
         iqr = q[2] - q[0]
-        if res:
-            mad = statistics.median(abs(x) for x in res)
-            rel = statistics.median(abs(x) / c["ticks"][i]["fd"] for x, c in zip(res, curves))
-            noise = 1.4826 * mad
-            cells = f"{noise:.3f} | {rel:.3f}"
-            ratio = f"{noise / iqr:.2f}" if iqr > 0 else "-"
+        ranked = sorted(fds)
+        gap = statistics.median(b - a for a, b in itertools.pairwise(ranked))
+        top = statistics.pstdev(ranked[: max(2, len(ranked) // 3)])
+        med = [r[0][i] for r in res if r[0][i] is not None]
+        mid = [(r[1][i], c["ticks"][i]["fd"]) for r, c in zip(res, curves) if r[1][i] is not None]
+        if med:
+            rms_med = math.sqrt(statistics.mean(x * x for x in med))
+            sigma = math.sqrt(statistics.mean(x * x for x, _ in mid) / 1.5)
+            rel = math.sqrt(statistics.mean((x / f) ** 2 for x, f in mid) / 1.5)
+            summary.append(rel)
+            cells = f"{rms_med:.3f} | {sigma:.3f} | {rel:.1%}"
+            ratio = f"{sigma / iqr:.2f}" if iqr > 0 else "-"
         else:
-            cells, ratio = "- | -", "-"
+            cells, ratio = "- | - | -", "-"
         lines.append(
             f"| {curves[0]['ticks'][i]['kimg']:.2f} | {cells} | {statistics.median(fds):.3f} | "
-            f"{iqr:.3f} | {statistics.pstdev(fds):.3f} | {ratio} |"
+            f"{statistics.pstdev(fds):.3f} | {iqr:.3f} | {top:.3f} | {gap:.3f} | {ratio} |"
         )
+    if summary:
+        lines += ["", f"Median over ticks of sigma / fd: {statistics.median(summary):.1%}"]
     return "\n".join(lines)
 
 
