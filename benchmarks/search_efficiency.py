@@ -1,37 +1,31 @@
-"""Search efficiency (issue 4, benchmark b): ASHA against training every configuration in full.
+"""Search efficiency as a replay study (issue 10, part 6): which scheduler finds the best config
+for the least compute?
 
-K configurations are drawn once (Optuna's random sampler, seed 0) from a CPU-sized version of
-``search_spaces/quick.yaml`` (the same parameters: arch, lr_g, lr_d, GAN loss, symmetry
-variant and weight; widths 16, ``metrics.num_samples`` 500, ticks of 1 kimg). They are written
-into the space YAML as ``points`` with ``num_samples: K``, so every run evaluates exactly the
-same K configs, started in the same order, through ``fashion_tune.search.tuner.run_search`` on
-the embedded local Ray (2 trials at a time, 1 CPU and 1 thread each):
+The learning curves of K configs recorded by ``benchmarks/record_curves.py`` (trained to the
+full budget, fd evaluated every tick, seconds and FLOPs measured per tick) are replayed with
+``benchmarks/replay.py``: the real scheduler objects decide, on a simulated clock with 4 and
+16 workers, over many arrival orders (seeds: permutations of the K configs):
 
-full   FIFO scheduler: every config trained to the full budget (``schedule.total_kimg``).
-asha   ASHA as fashion-tune sets it up (``time_attr`` kimg, grace 1 tick, reduction factor 3,
-       max = the full budget, one bracket), repeated: with 2 trials running at once its
-       verdicts depend on the order in which results arrive, so repeats can differ.
+fifo        Ray's FIFOScheduler: every config to its full budget (the baseline).
+ray-asha    Ray's stopping ASHA (AsyncHyperBandScheduler, one bracket).
+promotion   fashion-tune's promotion ASHA (fashion_tune.search.promotion.PromotionAsha).
 
-A trial's results do not depend on the run: same config, same seed, one thread on the CPU give
-the same kid at the same kimg (the script checks this and prints the largest difference).
+each ASHA with budgets in ``compute`` (training FLOPs in kimg of the reference config,
+config 0 = the literature default) and in ``kimg``.
 
-Compute is counted in kimg trained, and as trial-seconds (each tick's training + evaluation
-time, from its ``img_per_s`` and ``eval_frac``): a ResNet kimg costs several DCGAN kimg, and
-trial-seconds also grow with the machine's load. A Tune callback stamps every tick report as
-the driver receives it; sorted by that time, the reports give the compute spent so far (the
-sum of each trial's kimg increments) and the running best kid. For each run the script finds
-the compute (and the wall time since run_search started) at which the running best kid first
-gets within 5% (and, stricter, 1%) of
+"Reach" is the moment the search first holds a trial that finished its full budget with a
+final fd within 5% of the best final fd of all K configs. For each scheduler x budget x
+workers the script prints, over the seeds, the median and 90th percentile of the compute
+spent by then (GFLOPs trained by all trials, as a fraction of training every config to its
+full budget) and of the simulated wall time, the share of seeds that never reach it, and the
+compute and wall time until the search ends.
 
-  * the final best kid of the full-budget run (the best over all its reports), and
-  * the run's own final best kid (5%).
+Target: promotion ASHA with compute budgets reaches it with <= 1/3 of the full compute in
+>= 90% of seeds.
 
-Target: ASHA reaches the full run's best (within 5%) with <= 1/3 of the full run's total
-compute. Reports arriving while the other slot is mid-tick make the count up to ~1 tick low
-for that slot; the wall-time column has no such error.
-
-Run: ``.venv/bin/python benchmarks/search_efficiency.py [--quick]`` (the full run takes
-~10-15 min on 2 cores, --quick ~3 min). No timing or ratio is asserted.
+Run: ``.venv/bin/python benchmarks/search_efficiency.py [--seeds 50 --json FILE]`` (seconds;
+``--sweep`` adds a table of promotion ASHA's settings). The earlier live comparison on
+embedded Ray (issue 4) is ``benchmarks/search_live.py``.
 """
 
 from __future__ import annotations
@@ -39,424 +33,283 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import random
 import statistics
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from _bench_common import env, loadavg, machine
+from replay import DEFAULT_CURVES, Curves, ReplayResult, load_curves, replay
 
-from fashion_tune.data.prepare import prepare
-from fashion_tune.data.sources import SourceOptions
-
-ROOT = Path(__file__).resolve().parents[1]
-CONCURRENCY = 2
-TARGET = 1 / 3  # ASHA's compute to reach the full run's best (within 5%) / the full run's compute
+TARGET = 1 / 3  # promotion ASHA's compute to reach / every config at full budget
+TARGET_SHARE = 0.9  # ... in at least this share of seeds
 WITHIN = 0.05
-PARAMS: dict[str, Any] = {  # search_spaces/quick.yaml's parameters
-    "model.arch": {"choice": ["dcgan", "resnet"]},
-    "optim.lr_g": {"loguniform": [1.0e-4, 1.0e-3]},
-    "optim.lr_d": {"loguniform": [1.0e-4, 1.0e-3]},
-    "loss.gan": {"choice": ["ns", "hinge"]},
-    "loss.symmetry": {"choice": ["none", "consistency", "adversarial", "pixel"]},
-    "loss.lambda_sym": {
-        "loguniform": [0.05, 2.0],
-        "when": {"loss.symmetry": ["consistency", "adversarial", "pixel"]},
-    },
-}
-FIXED: dict[str, Any] = {
-    "model.g_width": 16,
-    "model.d_width": 16,
-    "metrics.num_samples": 500,
-    "metrics.kid_subset_size": 250,
-    "metrics.kid_subsets": 20,
-    "runtime.threads": 1,
-    "runtime.device": "cpu",
-}
+ETA = 3.0
 
 
 @dataclass(frozen=True)
-class Plan:
-    configs: int  # K
-    total_kimg: float
-    tick_kimg: float
-    asha_runs: int
-    grace_ticks: int = 1  # ASHA's grace period in ticks
+class Setting:
+    """One scheduler setup to replay."""
 
-
-FULL = Plan(configs=12, total_kimg=6.0, tick_kimg=1.0, asha_runs=3)
-QUICK = Plan(configs=6, total_kimg=3.0, tick_kimg=1.0, asha_runs=1)
-
-
-@dataclass
-class Report:
-    t: float  # since run_search started, s
-    config: int  # index into the points
-    kimg: float
-    kid: float
-    cost: float  # s of training + evaluation in this tick (from img_per_s and eval_frac)
-
-
-@dataclass
-class Run:
-    name: str
-    wall: float = 0.0
-    reports: list[Report] = field(default_factory=list)
-    load: tuple[float, float] = (0.0, 0.0)
-
-    def final_kimg(self) -> dict[int, float]:
-        out: dict[int, float] = {}
-        for r in self.reports:
-            out[r.config] = max(out.get(r.config, 0.0), r.kimg)
-        return out
+    name: str  # fifo, ray-asha, promotion
+    budget: str  # compute, kimg, or "-" (fifo)
+    grace: float = 0.0
+    eta: float = ETA
+    smooth: int = 2
+    brackets: int = 1
 
     @property
-    def total_kimg(self) -> float:
-        return sum(self.final_kimg().values())
+    def label(self) -> str:
+        return self.name if self.budget == "-" else f"{self.name} / {self.budget}"
 
-    @property
-    def best(self) -> float:
-        return min((r.kid for r in self.reports if math.isfinite(r.kid)), default=math.nan)
+    def factory(self, curves: Curves) -> Callable[[], Any]:
+        max_t = curves.max_compute if self.budget == "compute" else curves.max_kimg
+        if self.name == "fifo":
+            from ray.tune.schedulers import FIFOScheduler
 
-    @property
-    def total_cost(self) -> float:
-        return sum(r.cost for r in self.reports)
+            return FIFOScheduler
+        if self.name == "ray-asha":
+            from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    def reach(self, target: float, within: float = WITHIN) -> tuple[float, float, float] | None:
-        """(kimg, trial-s, wall s) spent when the running best kid first got within WITHIN of
-        ``target``; None if it never did."""
-        spent, cost = 0.0, 0.0
-        last: dict[int, float] = {}
-        for r in sorted(self.reports, key=lambda r: r.t):
-            spent += r.kimg - last.get(r.config, 0.0)
-            cost += r.cost
-            last[r.config] = r.kimg
-            if math.isfinite(r.kid) and r.kid <= target * (1 + within):
-                return spent, cost, r.t
-        return None
+            return lambda: AsyncHyperBandScheduler(
+                time_attr=self.budget,
+                metric="fd",
+                mode="min",
+                max_t=max_t,
+                grace_period=self.grace,
+                reduction_factor=self.eta,
+                brackets=self.brackets,
+            )
+        if self.name == "promotion":
+            from fashion_tune.search.promotion import PromotionAsha
 
-
-def make_recorder(points: list[dict[str, Any]]) -> Any:
-    from ray.tune import Callback
-
-    keys = [json.dumps(p, sort_keys=True) for p in points]
-
-    class Recorder(Callback):
-        """Stamps each tick report as the driver receives it."""
-
-        def __init__(self) -> None:
-            self.t0 = time.time()
-            self.reports: list[Report] = []
-            self.kimg: dict[int, float] = {}
-
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
-            config = keys.index(json.dumps(dict(trial.config), sort_keys=True))
-            kid = result.get("kid")
-            kid = float(kid) if isinstance(kid, (int, float)) else math.nan
-            kimg = float(result["kimg"])
-            train_s = (kimg - self.kimg.get(config, 0.0)) * 1000 / max(result["img_per_s"], 1e-9)
-            cost = train_s / max(1.0 - float(result["eval_frac"]), 1e-3)
-            self.kimg[config] = kimg
-            self.reports.append(Report(time.time() - self.t0, config, kimg, kid, cost))
-
-    return Recorder()
+            return lambda: PromotionAsha(
+                time_attr=self.budget,
+                metric="fd",
+                mode="min",
+                grace=self.grace,
+                reduction_factor=self.eta,
+                brackets=self.brackets,
+                smooth=self.smooth,
+                max_t=max_t,
+            )
+        raise ValueError(self.name)
 
 
-def draw_points(folder: Path, data: Path, plan: Plan) -> list[dict[str, Any]]:
-    """K configurations from the space, drawn once with Optuna's random sampler (seed 0)."""
-    import optuna
-
-    from fashion_tune.search.space import load_space
-
-    path = folder / "draw.yaml"
-    path.write_text(yaml.safe_dump({"fixed": fixed(data, plan), "params": PARAMS}, sort_keys=False))
-    space = load_space(path)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    points = []
-    for _ in range(plan.configs):
-        trial = study.ask()
-        space(trial)
-        points.append(dict(trial.params))
-    return points
+def settings(curves: Curves) -> list[Setting]:
+    """Grace = one tick of the reference config (config 0) in each unit."""
+    ref = curves.curves[0]
+    grace_kimg = ref.kimg[0]
+    grace_compute = curves.compute(ref, 0)
+    return [
+        Setting("fifo", "-"),
+        Setting("ray-asha", "compute", grace_compute),
+        Setting("ray-asha", "kimg", grace_kimg),
+        Setting("promotion", "compute", grace_compute),
+        Setting("promotion", "kimg", grace_kimg),
+    ]
 
 
-def fixed(data: Path, plan: Plan) -> dict[str, Any]:
+def sweep_settings(curves: Curves) -> list[Setting]:
+    g = curves.compute(curves.curves[0], 0)
+    out = []
+    for grace_ticks in (1, 3):
+        for smooth in (1, 2, 3):
+            for brackets in (1, 2):
+                out.append(Setting("promotion", "compute", g * grace_ticks, ETA, smooth, brackets))
+    return out
+
+
+def orders(n: int, seeds: int) -> list[list[int]]:
+    return [random.Random(seed).sample(range(n), n) for seed in range(seeds)]
+
+
+def run_setting(
+    curves: Curves, s: Setting, workers: int, seeds: list[list[int]], overhead: float
+) -> list[ReplayResult]:
+    import numpy as np
+
+    factory = s.factory(curves)
+    out = []
+    for i, order in enumerate(seeds):
+        np.random.seed(i)  # Ray's ASHA deals trials to brackets with np.random
+        out.append(replay(curves, factory, workers, order, resume_overhead_s=overhead))
+    return out
+
+
+# -- statistics ----------------------------------------------------------------------------------
+def quantile(xs: list[float], q: float) -> float:
+    """The q-quantile (nearest rank, so 'never' = inf stays inf when it is in the tail)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def summarize(curves: Curves, runs: list[ReplayResult]) -> dict[str, Any]:
+    full = curves.total_gflop
+    frac = [r.reach_gflop / full if r.reached else math.inf for r in runs]
+    wall = [r.reach_s if r.reached else math.inf for r in runs]
     return {
-        **FIXED,
-        "data.path": str(data),
-        "schedule.total_kimg": plan.total_kimg,
-        "schedule.tick_kimg": plan.tick_kimg,
+        "seeds": len(runs),
+        "reach_frac_median": quantile(frac, 0.5),
+        "reach_frac_p90": quantile(frac, 0.9),
+        "reach_wall_median": quantile(wall, 0.5),
+        "reach_wall_p90": quantile(wall, 0.9),
+        "never": sum(not r.reached for r in runs) / len(runs),
+        "within_target": sum(f <= TARGET for f in frac) / len(runs),
+        "total_frac_median": statistics.median(r.total_gflop / full for r in runs),
+        "end_wall_median": statistics.median(r.end_s for r in runs),
+        "leftover": sum(r.leftover for r in runs),
+        "finished_median": statistics.median(
+            sum(t.status == "finished" for t in r.trials) for r in runs
+        ),
+        "resumes_median": statistics.median(sum(t.resumes for t in r.trials) for r in runs),
+        "reach_frac": frac,
+        "reach_wall": wall,
     }
 
 
-def write_space(
-    folder: Path, name: str, data: Path, plan: Plan, points: list[dict[str, Any]], sched: dict
-) -> Path:
-    space = {
-        "name": name,
-        "objective": {"metric": "kid", "mode": "min"},
-        "fixed": fixed(data, plan),
-        "params": PARAMS,
-        "points": points,
-        "scheduler": sched,
-        "searcher": {"type": "optuna", "seed": 0},
-        "num_samples": len(points),
-        "max_concurrent": CONCURRENCY,
-        "resources": {"cpu": 1, "gpu": 0},
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(space, sort_keys=False))
-    return path
+def fmt(x: float, spec: str = ".2f") -> str:
+    return format(x, spec) if math.isfinite(x) else "never"
 
 
-def run_one(name: str, space_path: Path, data: Path, work: Path, points: list) -> Run:
-    from fashion_tune.search.space import load_space
-    from fashion_tune.search.tuner import SearchOptions, run_search
-
-    space = load_space(space_path)
-    assert [dict(p) for p in space.points] == points, "points changed on their way through YAML"
-    recorder = make_recorder(points)
-    opts = SearchOptions(
-        storage=str(work / "results"), name=name, data=str(data), verbose=0, callbacks=(recorder,)
-    )
-    run = Run(name)
-    load0 = os.getloadavg()[0]
-    t0 = time.time()
-    recorder.t0 = t0
-    grid = run_search(space, opts)
-    run.wall = time.time() - t0
-    run.load = (load0, os.getloadavg()[0])
-    errors = [r.error for r in grid if r.error]
-    if errors or len(grid) != len(points):
-        raise SystemExit(f"{name}: {len(errors)} failed trials of {len(grid)}: {errors[:1]}")
-    run.reports = list(recorder.reports)
-    return run
-
-
-# -- report --------------------------------------------------------------------------------------
-def describe(p: dict[str, Any]) -> str:
-    sym = p["loss.symmetry"]
-    if sym != "none":
-        sym += f" {p['loss.lambda_sym']:.2g}"
-    return (
-        f"{p['model.arch']} {p['loss.gan']} lr_g {p['optim.lr_g']:.1e} "
-        f"lr_d {p['optim.lr_d']:.1e} sym {sym}"
-    )
-
-
-def determinism(full: Run, others: list[Run]) -> float:
-    """The largest relative kid difference between runs at the same (config, kimg)."""
-    ref = {(r.config, round(r.kimg, 6)): r.kid for r in full.reports}
-    worst = 0.0
-    for run in others:
-        for r in run.reports:
-            k = ref.get((r.config, round(r.kimg, 6)))
-            if k is not None and math.isfinite(k) and math.isfinite(r.kid):
-                worst = max(worst, abs(r.kid - k) / max(abs(k), 1e-12))
-    return worst
-
-
-def report(full: Run, ashas: list[Run], points: list[dict[str, Any]]) -> tuple[str, dict]:
-    target = full.best
+def table(rows: list[tuple[Setting, int, dict[str, Any]]], fifo_end: dict[int, float]) -> str:
     lines = [
-        f"{len(points)} configs. 'reach' = compute spent when the running best kid first got "
-        f"within {WITHIN:.0%} of a target kid: kimg trained, trial-s (training + evaluation "
-        "seconds from the ticks' img_per_s and eval_frac) and wall s since run_search started. "
-        "Fractions are of the full run's totals.",
-        "",
-        "| run | wall s | total kimg | total trial-s | stopped early | final best kid | "
-        "reach full-run best: kimg | trial-s | wall s | **kimg / full** | trial-s / full | "
-        "wall / full | reach own best: kimg |",
+        "| scheduler / budget | workers | reach: compute / full, median | p90 | "
+        "wall s, median | p90 | wall / fifo end | never | <= 1/3 | total compute / full | "
+        "end wall s | full-budget trials | resumes |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    summary: dict[str, Any] = {"target_kid": target, "runs": {}}
-    for run in [full, *ashas]:
-        got = run.reach(target)
-        own = run.reach(run.best)
-        stopped = sum(1 for k in run.final_kimg().values() if k < max_kimg(full) - 1e-6)
-        fracs = (
-            (got[0] / full.total_kimg, got[1] / full.total_cost, got[2] / full.wall)
-            if got
-            else (math.inf, math.inf, math.inf)
-        )
-        cells = f"{got[0]:.0f} | {got[1]:.0f} | {got[2]:.0f}" if got else "never | - | -"
+    for s, w, m in rows:
         lines.append(
-            f"| {run.name} | {run.wall:.0f} | {run.total_kimg:.0f} | {run.total_cost:.0f} | "
-            f"{stopped} | {run.best:.4f} | {cells} | **{fmt(fracs[0])}** | {fmt(fracs[1])} | "
-            f"{fmt(fracs[2])} | {f'{own[0]:.0f}' if own else 'never'} |"
+            f"| {s.label} | {w} | **{fmt(m['reach_frac_median'])}** | {fmt(m['reach_frac_p90'])} "
+            f"| {fmt(m['reach_wall_median'], '.0f')} | {fmt(m['reach_wall_p90'], '.0f')} | "
+            f"{fmt(m['reach_wall_median'] / fifo_end[w])} | {m['never']:.0%} | "
+            f"{m['within_target']:.0%} | {m['total_frac_median']:.2f} | "
+            f"{m['end_wall_median']:.0f} | {m['finished_median']:.0f} | "
+            f"{m['resumes_median']:.0f} |"
         )
-        summary["runs"][run.name] = {
-            "wall": run.wall,
-            "total_kimg": run.total_kimg,
-            "total_trial_s": run.total_cost,
-            "stopped": stopped,
-            "best_kid": run.best,
-            "reach_full_best": got,
-            "reach_own_best": own,
-            "frac_kimg": fracs[0],
-            "frac_trial_s": fracs[1],
-            "frac_wall": fracs[2],
-            "load": run.load,
-        }
-    strict = 0.01
-    lines += [
-        "",
-        f"Stricter: the running best within {strict:.0%} of the full run's best kid.",
-        "",
-        "| run | kimg | kimg / full | trial-s / full | wall / full |",
-        "|---|---:|---:|---:|---:|",
+    return "\n".join(lines)
+
+
+def describe_curves(curves: Curves, within: float) -> str:
+    best = curves.best_final_fd
+    good = sorted(curves.good(within))
+    arch = [c.params["model.arch"] for c in curves.curves]
+    full = curves.total_gflop
+    lines = [
+        f"{len(curves)} configs ({arch.count('dcgan')} dcgan, {arch.count('resnet')} resnet), "
+        f"full budget {curves.max_kimg:g} kimg, {curves.curves[0].ticks} ticks each; every config "
+        f"to the full budget = {full:.0f} GFLOPs = {full / curves.ref_gflop_per_kimg:.0f} "
+        f"reference kimg, {sum(sum(c.seconds) for c in curves.curves):.0f} trial-seconds.",
+        f"Best final fd {best:.3f}; within {within:.0%} (fd <= {best * (1 + within):.3f}): "
+        f"config(s) {', '.join(str(curves.curves[i].index) for i in good)}.",
     ]
-    for run in [full, *ashas]:
-        got = run.reach(target, strict)
-        summary["runs"][run.name]["reach_full_best_1pct"] = got
+    for i in good:
+        c = curves.curves[i]
         lines.append(
-            f"| {run.name} | {got[0]:.0f} | {got[0] / full.total_kimg:.2f} | "
-            f"{got[1] / full.total_cost:.2f} | {got[2] / full.wall:.2f} |"
-            if got
-            else f"| {run.name} | never | - | - | - |"
+            f"  config {c.index}: {c.params} final fd {c.final_fd:.3f}, "
+            f"{c.gflop[-1] / full:.1%} of the full compute"
         )
-    lines += [
-        "",
-        "Largest relative kid difference at the same (config, kimg) between runs: "
-        f"{determinism(full, ashas):.2g}",
-        "",
-        "| # | config | full: best kid (at kimg) | full: last kid | "
-        + " | ".join(f"{a.name}: kimg" for a in ashas)
-        + " |",
-        "|---:|---|---:|---:|" + "---:|" * len(ashas),
-    ]
-    for i, p in enumerate(points):
-        mine = [r for r in full.reports if r.config == i and math.isfinite(r.kid)]
-        best = min(mine, key=lambda r: r.kid) if mine else None
-        last = max(mine, key=lambda r: r.kimg) if mine else None
-        kimgs = " | ".join(f"{a.final_kimg().get(i, 0):.0f}" for a in ashas)
-        best_cell = f"{best.kid:.4f} ({best.kimg:.0f})" if best else "-"
-        mark = " **best**" if best and best.kid == target else ""
-        lines.append(
-            f"| {i} | {describe(p)} | {best_cell}{mark} | "
-            f"{last.kid if last else math.nan:.4f} | {kimgs} |"
-        )
-    return "\n".join(lines), summary
-
-
-def fmt(frac: float) -> str:
-    return f"{frac:.2f}" if math.isfinite(frac) else "never"
-
-
-def max_kimg(full: Run) -> float:
-    return max(full.final_kimg().values())
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="6 configs of 3 kimg, one ASHA run")
-    parser.add_argument("--configs", type=int, help="K, the number of configurations")
-    parser.add_argument("--asha-runs", type=int, help="ASHA repeats")
-    parser.add_argument("--grace-ticks", type=int, default=1, help="ASHA's grace period (ticks)")
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "fashion-mnist-32")
-    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--curves", type=Path, default=DEFAULT_CURVES)
+    parser.add_argument("--seeds", type=int, default=50, help="arrival orders (>= 50)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--resume-overhead", type=float, default=2.0, help="s per resume")
+    parser.add_argument("--sweep", action="store_true", help="also promotion ASHA's settings")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
-    base = QUICK if args.quick else FULL
-    plan = Plan(
-        args.configs or base.configs,
-        base.total_kimg,
-        base.tick_kimg,
-        args.asha_runs if args.asha_runs is not None else base.asha_runs,
-        args.grace_ticks,
-    )
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, localhost-only Ray
-
-    info = machine()
-    print("Search efficiency benchmark: ASHA vs full budget" + (" (--quick)" if args.quick else ""))
-    for k, v in info.items():
-        print(f"  {k:<8} {v}")
-    print(f"  plan     {asdict(plan)}")
-    print(f"  load avg {loadavg()} (1/5/15 min) at the start")
-    t_start = time.perf_counter()
-
-    data: Path = args.data.resolve()
-    prepare("fashion-mnist", None, str(data), SourceOptions(size=32))
-    from fashion_tune.metrics import reference
 
     t0 = time.perf_counter()
-    reference.ensure(str(data), log=lambda _: None)
-    if time.perf_counter() - t0 > 2:
-        print(f"  metric feature net / real stats ready in {time.perf_counter() - t0:.0f} s (once)")
-
-    from fashion_tune.search.tuner import init_ray
-
-    with tempfile.TemporaryDirectory(prefix="fashion-tune-efficiency-") as tmp:
-        work = Path(tmp)
-        points = draw_points(work, data, plan)
-        print(f"  {len(points)} configs (drawn once, seed 0):")
-        for i, p in enumerate(points):
-            print(f"    {i:2d} {describe(p)}")
-        t0 = time.perf_counter()
-        # init_ray(None) would join the cluster named in /tmp/ray/ray_current_cluster
-        # (left by any `ray start` or test cluster) instead of starting its own
-        with env("RAY_ADDRESS", "local"):
-            init_ray(None)
-        print(f"  ray init {time.perf_counter() - t0:.1f} s\n")
-        fifo = write_space(work, "full", data, plan, points, {"type": "fifo"})
-        asha_sched = {
-            "type": "asha",
-            "grace_kimg": plan.tick_kimg * plan.grace_ticks,
-            "reduction_factor": 3,
-            "max_kimg": plan.total_kimg,
-        }
-        asha = write_space(work, "asha", data, plan, points, asha_sched)
-        full = run_one("full", fifo, data, work, points)
-        print(
-            f"  full      wall {full.wall:6.0f} s, {full.total_kimg:.0f} kimg, best kid "
-            f"{full.best:.4f}; load {full.load[0]:.2f} -> {full.load[1]:.2f}",
-            flush=True,
-        )
-        ashas = []
-        for rep in range(plan.asha_runs):
-            run = run_one(f"asha-{rep + 1}", asha, data, work, points)
-            ashas.append(run)
-            got = run.reach(full.best)
-            print(
-                f"  {run.name:<9} wall {run.wall:6.0f} s, {run.total_kimg:.0f} kimg, best kid "
-                f"{run.best:.4f}, reached the full run's best after "
-                f"{f'{got[0]:.0f} kimg, {got[1]:.0f} trial-s' if got else 'never'}; "
-                f"load {run.load[0]:.2f} -> {run.load[1]:.2f}",
-                flush=True,
-            )
-        import ray
-
-        ray.shutdown()
-
-    table, summary = report(full, ashas, points)
+    curves = load_curves(args.curves)
+    meta = curves.meta
+    print("Search efficiency: replay of recorded learning curves")
+    print(f"  curves   {args.curves} ({meta.get('machine', {}).get('cpu', '?')})")
+    print("  " + describe_curves(curves, WITHIN).replace("\n", "\n  "))
+    seeds = orders(len(curves), args.seeds)
+    all_settings = settings(curves)
+    print(
+        f"  {args.seeds} arrival orders; workers {args.workers}; resume overhead "
+        f"{args.resume_overhead:g} s; eta {ETA:g}; grace = 1 tick of config 0 = "
+        f"{all_settings[2].grace:g} kimg or {all_settings[1].grace:.3f} reference kimg "
+        f"(compute); max_t = {curves.max_kimg:g} kimg or {curves.max_compute:.1f} reference "
+        f"kimg (the costliest config's full budget); promotion smooth {all_settings[3].smooth}"
+    )
+    rows: list[tuple[Setting, int, dict[str, Any]]] = []
+    fifo_end: dict[int, float] = {}
+    for w in args.workers:
+        for s in all_settings:
+            m = summarize(curves, run_setting(curves, s, w, seeds, args.resume_overhead))
+            if s.name == "fifo":
+                fifo_end[w] = m["end_wall_median"]
+            rows.append((s, w, m))
     print()
-    print(table)
-    if ashas:
-        fracs = [summary["runs"][a.name]["frac_kimg"] for a in ashas]
-        med = statistics.median(fracs)
-        verdict = "met" if med <= TARGET else "MISSED"
+    print(table(rows, fifo_end))
+    verdicts = []
+    for w, m in [(w, m) for s, w, m in rows if s.label == "promotion / compute"]:
+        ok = m["within_target"] >= TARGET_SHARE
+        verdicts.append(ok)
         print(
-            f"\nASHA's kimg to reach the full run's best kid (within {WITHIN:.0%}) / the full run's"
-            f" kimg: median {fmt(med)} (runs {', '.join(fmt(f) for f in fracs)}), target "
-            f"<= {TARGET:.2f}: {verdict}"
+            f"\nTarget (promotion ASHA, compute budget, {w} workers): reach within {WITHIN:.0%} "
+            f"of the best with <= {TARGET:.2f} of the full compute in >= {TARGET_SHARE:.0%} of "
+            f"seeds: {m['within_target']:.0%} of seeds -> {'MET' if ok else 'MISSED'}"
         )
-    print(f"\ntotal {time.perf_counter() - t_start:.1f} s; load avg at the end {loadavg()}")
+    sweep_rows: list[tuple[Setting, int, dict[str, Any]]] = []
+    if args.sweep:
+        print("\nPromotion ASHA (compute budget) settings:")
+        lines = [
+            "| grace (ref kimg) | smooth | brackets | workers | reach median | p90 | never | "
+            "<= 1/3 | total / full |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for w in args.workers:
+            for s in sweep_settings(curves):
+                m = summarize(curves, run_setting(curves, s, w, seeds, args.resume_overhead))
+                sweep_rows.append((s, w, m))
+                lines.append(
+                    f"| {s.grace:.3f} | {s.smooth} | {s.brackets} | {w} | "
+                    f"{fmt(m['reach_frac_median'])} | {fmt(m['reach_frac_p90'])} | "
+                    f"{m['never']:.0%} | {m['within_target']:.0%} | "
+                    f"{m['total_frac_median']:.2f} |"
+                )
+        print("\n".join(lines))
+    print(f"\nreplayed in {time.perf_counter() - t0:.1f} s")
     if args.json:
         payload = {
-            "machine": info,
-            "quick": args.quick,
-            "plan": asdict(plan),
-            "points": points,
-            "runs": [asdict(r) for r in [full, *ashas]],
-            "summary": summary,
+            "curves": str(args.curves),
+            "curves_meta": meta,
+            "seeds": args.seeds,
+            "resume_overhead_s": args.resume_overhead,
+            "within": WITHIN,
+            "target": {
+                "frac": TARGET,
+                "share": TARGET_SHARE,
+                "met": bool(verdicts) and all(verdicts),
+            },
+            "rows": [
+                {"setting": s.__dict__, "workers": w, **_jsonable(m)}
+                for s, w, m in rows + sweep_rows
+            ],
         }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        args.json.write_text(json.dumps(payload, indent=1))
     return 0
+
+
+def _jsonable(m: dict[str, Any]) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    return {k: fix(v) for k, v in m.items()}
 
 
 if __name__ == "__main__":
