@@ -66,7 +66,12 @@ class Setting:
         return self.name if self.budget == "-" else f"{self.name} / {self.budget}"
 
     def factory(self, curves: Curves) -> Callable[[], Any]:
-        max_t = curves.max_compute if self.budget == "compute" else curves.max_kimg
+        """The scheduler as ``fashion_tune.search.tuner.make_scheduler`` builds it: max_t is the
+        full budget in kimg; with compute budgets none for ours (each config ends at its own
+        full budget) and a huge one for Ray's, which needs one."""
+        from fashion_tune.search.tuner import ASHA_STOP_MAX_T
+
+        by_kimg = self.budget == "kimg"
         if self.name == "fifo":
             from ray.tune.schedulers import FIFOScheduler
 
@@ -78,7 +83,7 @@ class Setting:
                 time_attr=self.budget,
                 metric="fd",
                 mode="min",
-                max_t=max_t,
+                max_t=curves.max_kimg if by_kimg else ASHA_STOP_MAX_T,
                 grace_period=self.grace,
                 reduction_factor=self.eta,
                 brackets=self.brackets,
@@ -94,7 +99,7 @@ class Setting:
                 reduction_factor=self.eta,
                 brackets=self.brackets,
                 smooth=self.smooth,
-                max_t=max_t,
+                max_t=curves.max_kimg if by_kimg else None,
             )
         raise ValueError(self.name)
 
@@ -238,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  {args.seeds} arrival orders; workers {args.workers}; resume overhead "
         f"{args.resume_overhead:g} s; eta {ETA:g}; grace = 1 tick of config 0 = "
         f"{all_settings[2].grace:g} kimg or {all_settings[1].grace:.3f} reference kimg "
-        f"(compute); max_t = {curves.max_kimg:g} kimg or {curves.max_compute:.1f} reference "
-        f"kimg (the costliest config's full budget); promotion smooth {all_settings[3].smooth}"
+        f"(compute); max_t = {curves.max_kimg:g} kimg, or with compute budgets none (ours) "
+        f"and 1e9 (Ray's), as make_scheduler builds them (the costliest config's full budget is "
+        f"{curves.max_compute:.1f} reference kimg); promotion smooth {all_settings[3].smooth}"
     )
     rows: list[tuple[Setting, int, dict[str, Any]]] = []
     fifo_end: dict[int, float] = {}
