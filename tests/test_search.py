@@ -69,53 +69,81 @@ def _newest(exp: Path, pattern: str) -> str:
 
 
 def _study(exp: Path) -> Any:
-    """The Optuna study, as the searcher saved it in Ray's experiment state."""
-    path = _newest(exp, "searcher-state-*.pkl")
-    with open(path, "rb") as f:
-        return pickle.load(f)["_ot_study"]
+    """The Optuna study, from the journal file in the experiment folder."""
+    from fashion_tune.search.searcher import load_study
+
+    study = load_study(exp, exp.name)
+    assert study is not None, f"no Optuna journal in {exp}"
+    return study
 
 
-def _rung_trials(exp: Path) -> set[str]:
-    """Trial ids in ASHA's rung records, as our callback saved them."""
+def _scheduler(exp: Path) -> dict[str, Any]:
+    """Promotion ASHA's records, as our callback saved them with Ray's experiment state."""
     path = _newest(exp, "callback-states-*.pkl")
     with open(path, "rb") as f:
         states = pickle.load(f)
-    rungs = next(s for s in states.values() if s and "rungs" in s)["rungs"]
-    return {tid for bracket in rungs for _, rec in bracket for tid in rec}
+    return next(s for s in states.values() if s and "promotion" in s)["promotion"]
+
+
+def _rung_trials(exp: Path) -> set[str]:
+    return {tid for rungs in _scheduler(exp)["rungs"] for rung in rungs for tid in rung}
 
 
 # -- ASHA + Optuna on the shared tiny experiment --------------------------------------------
 
 
-def test_asha_stops_trials_and_optuna_records_them_pruned(tiny_experiment: Path) -> None:
+def test_promotion_asha_pauses_promotes_and_optuna_records_states(
+    tiny_experiment: Path,
+) -> None:
     search = json.loads((tiny_experiment / "fashion_tune_search.json").read_text())
-    max_kimg = search["scheduler"]["max_kimg"]
+    sch = search["scheduler"]
+    assert sch["type"] == "asha" and sch["budget"] == "compute"
     ledger = _ledger(tiny_experiment)
     assert len(ledger) == 6
-    last_kimg = {tid: e["result"]["kimg"] for tid, e in ledger.items()}
-    stopped = {tid for tid, k in last_kimg.items() if k < max_kimg - 1e-6}
-    assert 0 < len(stopped) < 6, last_kimg  # ASHA stopped some, let others finish
+    progress = {tid: e["result"]["progress"] for tid, e in ledger.items()}
+    stopped = {tid for tid, p in progress.items() if p < 1 - 1e-6}
+    assert 0 < len(stopped) < 6, progress  # ASHA ended some at rungs, trained others fully
 
+    # every report carries compute: training FLOPs in kimg of the reference config
+    ref = sch["compute_ref"]["gflop_per_kimg"]
+    for tid in ledger:
+        for row in _rows(tiny_experiment / f"trial_{tid}"):
+            assert row["compute"] == pytest.approx(row["gflop"] / ref)
+    default = next(e for e in ledger.values() if e["config"] == search["points"][0])
+    assert default["result"]["compute"] == pytest.approx(default["result"]["kimg"], rel=0.02)
+
+    # the scheduler's log: pauses at rungs, promotions, and the prunes at the end; a
+    # trial that went past a rung was promoted from it
+    events = json.loads((tiny_experiment / "fashion_tune_scheduler.json").read_text())["events"]
+    kinds = Counter(e["event"] for e in events)
+    assert kinds["paused"] > 0 and kinds["promoted"] > 0, kinds
+    assert {e["trial_id"] for e in events if e["event"] == "pruned"} == stopped
+    promoted = {(e["trial_id"], e["rung"]) for e in events if e["event"] == "promoted"}
+    state = _scheduler(tiny_experiment)
+    for e in events:
+        tid, k = e["trial_id"], e["rung"]
+        if e["event"] == "paused" and (state["next"][tid] > k + 1 or tid not in stopped):
+            assert (tid, k) in promoted, f"{tid} paused at rung {k}, went on unpromoted"
+
+    # Optuna: PRUNED at the rung value (the mean of the last `smooth` fds), else COMPLETE
     study = _study(tiny_experiment)
     states = Counter(t.state.name for t in study.trials)
     assert states == {"PRUNED": len(stopped), "COMPLETE": 6 - len(stopped)}, states
-    # the literature default goes first; pruned trials carry their value at their rung
     assert study.trials[0].params == search["points"][0]
-    by_params = {json.dumps(e["config"], sort_keys=True): e for e in ledger.values()}
     for t in study.trials:
-        entry = by_params[json.dumps(t.params, sort_keys=True)]
-        if t.state.name == "PRUNED":  # one intermediate value per tick, the last at its rung
-            ticks = len(_rows(tiny_experiment / f"trial_{entry['trial_id']}"))
-            values = list(t.intermediate_values.values())
-            assert len(values) == ticks and values[-1] == entry["result"]["fd"]
-        else:
-            assert t.value == entry["result"]["fd"]
-    # every trial's records agree with the ledger and count kimg tick by tick
-    for tid, entry in ledger.items():
+        tid = t.user_attrs["ray_trial_id"]
+        fds = [r["fd"] for r in _rows(tiny_experiment / f"trial_{tid}")]
+        smooth = fds[-sch["smooth"] :]
+        values = list(t.intermediate_values.values())
+        assert len(values) == len(fds)  # one intermediate value per tick
+        assert values[-1] == pytest.approx(sum(smooth) / len(smooth))
+        if t.state.name == "COMPLETE":
+            assert t.value == pytest.approx(values[-1])
+    # every trial's records count ticks one by one, with no tick trained twice
+    for tid in ledger:
         rows = _rows(tiny_experiment / f"trial_{tid}")
         assert [r["tick"] for r in rows] == list(range(1, len(rows) + 1))
-        assert rows[-1]["fd"] == entry["result"]["fd"]
-        assert all(r["resumed_from_kimg"] == 0 for r in rows)  # nothing failed here
+        assert all(r["resumed_from_kimg"] <= r["kimg"] for r in rows)
 
 
 def test_dry_run_prints_the_space_and_a_config(fmnist_small: Path) -> None:
@@ -279,6 +307,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 def test_killed_driver_then_resume_finishes_without_rerunning(
     fmnist_small: Path, tmp_path: Path
 ) -> None:
+    """SIGKILL of the driver while trials wait paused at rungs, then --resume."""
     storage, exp = tmp_path / "results", tmp_path / "results" / "tiny"
     args = ["search", str(SPACES / "tiny.yaml"), "--data", str(fmnist_small)]
     args += ["--storage", str(storage)]
@@ -287,32 +316,58 @@ def test_killed_driver_then_resume_finishes_without_rerunning(
     )
     try:
         deadline = time.monotonic() + 300
-        while len(_ledger(exp)) < 2:
+        while len(_waiting_saved(exp)) < 2:
             assert proc.poll() is None, "the search ended before the driver could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.2)
     finally:
         _kill_tree(proc)
     finished = _ledger(exp)
-    assert 2 <= len(finished) < 6
+    assert len(finished) < 6
     # Ray copies its state files into storage in place: a kill mid-copy leaves one empty
     # (seen here now and then); make it certain, --resume must repair it from staging
     Path(_newest(exp, "search_gen_state-*.json")).write_bytes(b"")
     before = {tid: _rows(exp / f"trial_{tid}") for tid in finished}
     in_rungs = _rung_trials(exp)
+    waiting = _scheduler(exp)["waiting"]  # paused at a rung, as the killed driver saved it
+    assert len(waiting) >= 2
+    rows_then = {tid: _rows(exp / f"trial_{tid}") for tid in waiting}
 
     proc2 = run_cli(*args, "--resume", timeout=600)
     assert proc2.returncode == 0, proc2.stdout[-3000:] + proc2.stderr[-3000:]
     after = _ledger(exp)
     assert len(after) == 6, proc2.stderr[-4000:]  # the interrupted search finished
+    assert any(e["result"]["progress"] >= 1 for e in after.values())
     for tid, rows in before.items():
         trained = [r for r in _rows(exp / f"trial_{tid}") if not r.get("replayed")]
         assert trained == rows, f"finished trial {tid} was trained again"
         assert after[tid]["result"]["fd"] == finished[tid]["result"]["fd"]
-    # ASHA's rung records came back with the restored experiment, then grew
+    # the paused trials stayed paused: each trained on only if promoted from its rung
+    events = json.loads((exp / "fashion_tune_scheduler.json").read_text())["events"]
+    promoted = {(e["trial_id"], e["rung"]) for e in events if e["event"] == "promoted"}
+    for tid, rung in waiting.items():
+        rows = _rows(exp / f"trial_{tid}")
+        assert rows[: len(rows_then[tid])] == rows_then[tid]
+        if len(rows) > len(rows_then[tid]):
+            assert (tid, rung) in promoted, f"paused trial {tid} resumed without a promotion"
+            assert rows[len(rows_then[tid])]["resumed_from_kimg"] == rows_then[tid][-1]["kimg"]
+    # the rung records came back with the restored experiment, then grew
     assert in_rungs <= _rung_trials(exp)
     states = Counter(t.state.name for t in _study(exp).trials)
-    assert sum(states.values()) == 6 and set(states) <= {"COMPLETE", "PRUNED"}
+    # an Optuna trial asked for after the last saved state is marked FAIL on resume
+    assert states["COMPLETE"] + states["PRUNED"] == 6 and set(states) <= {
+        "COMPLETE",
+        "PRUNED",
+        "FAIL",
+    }, states
+
+
+def _waiting_saved(exp: Path) -> dict[str, int]:
+    """Trials waiting at a rung in the newest saved scheduler state ({} before any)."""
+    try:
+        return _scheduler(exp)["waiting"]
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError, StopIteration):
+        return {}
 
 
 def test_resume_repairs_a_state_file_cut_short_by_the_kill(

@@ -165,7 +165,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         study = ray_private.optuna_study(self)
         known = {t._trial_id for t in getattr(self, "_ot_trials", {}).values()}
-        for frozen in study.get_trials(deep=False, states=(optuna.trial.TrialState.RUNNING,)):
+        for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if frozen._trial_id not in known:
                 study.tell(frozen.number, None, state=optuna.trial.TrialState.FAIL)
 
