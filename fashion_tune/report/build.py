@@ -177,7 +177,8 @@ def _build(
     img = work / "images"
     report.figures["curves_all"] = "images/metric-vs-kimg.png"
     plots.metric_vs_kimg(
-        entries, metric, top_k, [r.kimg for r in summary.rungs], summary.max_kimg,
+        entries, metric, top_k, [r.kimg for r in summary.rungs] if summary.unit == "kimg" else [],
+        summary.max_kimg,
         img / "metric-vs-kimg.png",
     )  # fmt: skip
     ranks = {e.name: e.rank for e in entries if e.rank}

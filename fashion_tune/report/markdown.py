@@ -82,7 +82,8 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
     lines += ["## Early stopping (ASHA)", "", f"![asha]({c['asha_img']})", ""]
     lines += _table(["", "value"], [list(r) for r in c["asha"]["rows"]])
     if c["asha"]["rungs"]:
-        lines += _table(["rung (kimg)", "reached", "stopped there"], c["asha"]["rungs"])
+        rung_head = f"rung ({c['asha']['unit']})"
+        lines += _table([rung_head, "reached", "promoted", "ended there"], c["asha"]["rungs"])
     lines += [md(n) + "\n" for n in c["asha"]["notes"]]
     if c["errors"]:
         lines += ["## Errors", ""]

@@ -173,7 +173,7 @@ def importance_bars(imp: Importance, path: Path) -> Path:
 
 def asha_bars(summary: AshaSummary, path: Path) -> Path:
     """Trials stopped at each rung, and trials that ran the whole budget."""
-    labels = [f"{r.kimg:g}" for r in summary.rungs]
+    labels = [f"{r.kimg:.3g}" for r in summary.rungs]
     counts = [r.stopped for r in summary.rungs]
     colors = ["#ff7f0e"] * len(counts)
     labels.append(f"{summary.max_kimg:g}\n(finished)" if summary.max_kimg else "finished")
@@ -187,7 +187,8 @@ def asha_bars(summary: AshaSummary, path: Path) -> Path:
     bars = ax.bar(range(len(counts)), counts, color=colors)
     ax.bar_label(bars, fontsize=8)
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel("rung (kimg) where trials stopped")
+    unit = "compute units" if summary.unit == "compute" else "kimg"
+    ax.set_xlabel(f"rung ({unit}) where trials ended")
     ax.set_ylabel("trials")
     ax.set_title("Where trials ended")
     return _save(fig, path)

@@ -147,10 +147,13 @@ def document(report: Report, recs: list[dict[str, Any]]) -> dict[str, Any]:
             "asha": {
                 "scheduler": a.scheduler, "max_kimg": a.max_kimg, "grace_kimg": a.grace_kimg,
                 "reduction_factor": a.reduction_factor,
-                "rungs": [{"kimg": r.kimg, "reached": r.reached, "stopped": r.stopped}
+                "rungs": [{"kimg": r.kimg, "level": r.kimg, "bracket": r.bracket,
+                           "reached": r.reached, "promoted": r.promoted, "stopped": r.stopped}
                           for r in a.rungs],
                 "finished": a.finished, "other": a.other, "trials": a.trials,
                 "used_kimg": a.used_kimg, "full_kimg": a.full_kimg, "savings": a.savings,
+                "unit": a.unit, "used": a.used, "full": a.full, "promotions": a.promotions,
+                "events": a.events, "optuna_states": a.optuna_states,
             },
             "confirmation": confirm_mod.document(report.confirm),
             "warnings": report.warnings,
@@ -216,24 +219,75 @@ def _top(report: Report, t: TopTrial, side: list[str]) -> dict[str, Any]:
     }
 
 
+SCHEDULER_NAMES = {
+    "asha": "promotion ASHA (trials pause at rungs, the best are resumed)",
+    "asha-stop": "Ray's stopping ASHA",
+    "fifo": "FIFO (every trial to its full budget)",
+}
+
+
 def _asha(report: Report) -> dict[str, Any]:
     a = report.asha
     saved = f"{a.savings:.0%}" if a.savings is not None else None
-    rows = [("scheduler", a.scheduler)]
+    unit = "compute units" if a.unit == "compute" else "kimg"
+    rows = [("scheduler", SCHEDULER_NAMES.get(a.scheduler, a.scheduler))]
+    rows.append(("budget unit", "compute (training FLOPs)" if a.unit == "compute" else "kimg"))
     if a.grace_kimg is not None:
         rows.append(
-            ("grace, reduction factor", f"{a.grace_kimg:g} kimg, {fmt(a.reduction_factor)}")
+            ("grace, reduction factor", f"{a.grace_kimg:g} {unit}, {fmt(a.reduction_factor)}")
         )
+    if a.brackets > 1:
+        rows.append(("brackets", str(a.brackets)))
     rows += [
         ("max kimg per trial", fmt(a.max_kimg)),
         ("trials that trained", str(a.trials)),
         ("ran the whole budget", str(a.finished)),
-        ("kimg used", f"{a.used_kimg:.4g}"),
-        ("kimg if all ran to max", f"{a.full_kimg:.4g}"),
+    ]
+    if a.promotions:
+        at_once, resumed = a.promotions.get("at once", 0), a.promotions.get("resumed", 0)
+        rows.append(
+            (
+                "promotions",
+                f"{at_once + resumed} ({at_once} at once, {resumed} resumed from a pause)",
+            )
+        )
+    rows += [
+        (f"{unit} used", f"{a.used:.4g}"),
+        (f"{unit} if all ran to the full budget", f"{a.full:.4g}"),
         ("saved", saved or "–"),
     ]
-    rungs = [(f"{r.kimg:g}", r.reached, r.stopped) for r in a.rungs]
-    return {"rows": rows, "notes": a.notes, "savings": saved, "rungs": rungs}
+    if a.unit == "compute":
+        ks = a.kimg_savings
+        rows.append(
+            (
+                "kimg used / if all ran",
+                f"{a.used_kimg:.4g} / {a.full_kimg:.4g}"
+                + (f" (saved {ks:.0%})" if ks is not None else ""),
+            )
+        )
+    if a.optuna_states:
+        rows.append(
+            (
+                "Optuna trial states (journal)",
+                ", ".join(f"{k} {v}" for k, v in sorted(a.optuna_states.items())),
+            )
+        )
+    rungs = [
+        (
+            f"{r.kimg:.3g}" + (f" (bracket {r.bracket})" if a.brackets > 1 else ""),
+            r.reached,
+            r.promoted,
+            r.stopped,
+        )
+        for r in a.rungs
+    ]
+    notes = list(a.notes) + ([a.unit_note] if a.unit_note else [])
+    return {"rows": rows, "notes": notes, "savings": saved, "rungs": rungs, "unit": unit,
+            "promotion": a.scheduler == "asha"}  # fmt: skip
+
+
+def _level(level: float, bracket: int, brackets: int) -> str:
+    return f"{level:.3g}" + (f" (bracket {bracket})" if brackets > 1 else "")
 
 
 def _importance(report: Report) -> dict[str, Any]:
