@@ -320,6 +320,9 @@ def test_killed_driver_then_resume_finishes_without_rerunning(
             assert proc.poll() is None, "the search ended before the driver could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.2)
+        # the Optuna journal opens while the search runs (as optuna-dashboard reads it)
+        live = _study(exp)
+        assert sum(bool(t.intermediate_values) for t in live.trials) >= 2
     finally:
         _kill_tree(proc)
     finished = _ledger(exp)
