@@ -92,10 +92,23 @@ def search(
             f"{sp.cpus_per_trial:g} CPU + {sp.gpus_per_trial:g} GPU per trial"
         )
         sch = sp.scheduler
-        console.print(
-            f"scheduler: {sch.type}, max {sp.max_kimg:g} kimg, grace {sch.grace_kimg:g} kimg, "
-            f"reduction factor {sch.reduction_factor:g}"
+        unit = (
+            "compute units (kimg of the first point's FLOPs)" if sch.budget == "compute" else "kimg"
         )
+        line = f"scheduler: {sch.type}, max {sp.max_kimg:g} kimg per trial"
+        if sch.type != "fifo":
+            line += (
+                f"; budget in {unit}: grace {sch.grace_kimg:g}, reduction factor "
+                f"{sch.reduction_factor:g}, {sch.brackets} bracket(s)"
+            )
+        if sch.type == "asha":
+            line += f", rung value = mean of the last {sch.smooth} evaluation(s)"
+        console.print(line)
+        if sp.confirm:
+            console.print(
+                f"confirm: top {sp.confirm.top_k} + the literature default, "
+                f"{sp.confirm.seeds} fresh seeds each, after the search"
+            )
         for p in sp.params:
             when = f" when {dict(p.when)}" if p.when else ""
             rng = list(p.values) if p.kind == "choice" else [p.low, p.high]
