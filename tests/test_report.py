@@ -87,9 +87,18 @@ def test_report_ranks_by_best_value_over_all_ticks(tiny_report: Path, tiny_exper
     assert doc["asha"]["finished"] == sum(k >= budget - 1e-6 for k in reached)
     stopped = sum(r["stopped"] for r in doc["asha"]["rungs"])
     assert stopped == sum(k < budget - 1e-6 for k in reached)
+    # promotion ASHA in compute units: its promotions, the compute saved, Optuna's states
+    asha = doc["asha"]
+    assert asha["unit"] == "compute" and sum(asha["promotions"].values()) > 0
+    computes = [max(r["compute"] for r in rows) for rows in expected.values()]
+    assert asha["used"] == pytest.approx(sum(computes))
+    assert 0 < asha["savings"] < 1
+    assert asha["optuna_states"]["PRUNED"] == stopped
+    assert sum(asha["optuna_states"].values()) == len(expected)
     html = (tiny_report / "index.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
     assert "total_kimg" in html  # each top trial's full config is in the page
+    assert "promoted" in html and "compute units" in html
 
 
 def test_ranking_ignores_the_last_report(tiny_experiment: Path, tmp_path: Path):
