@@ -103,6 +103,14 @@ class Curves:
     def max_kimg(self) -> float:
         return max(c.kimg[-1] for c in self.curves)
 
+    def top(self, k: int) -> set[int]:
+        """The k configs with the best final fd."""
+        ranked = sorted(
+            (i for i, c in enumerate(self.curves) if math.isfinite(c.final_fd)),
+            key=lambda i: self.curves[i].final_fd,
+        )
+        return set(ranked[:k])
+
     def good(self, within: float) -> set[int]:
         """Configs whose final fd is within ``within`` of the best final fd (minimising)."""
         cut = self.best_final_fd * (1 + within)
@@ -187,12 +195,13 @@ class SimController:
         resume_overhead_s: float = 2.0,
         start_overhead_s: float = 0.0,
         within: float = 0.05,
+        good: set[int] | None = None,
     ) -> None:
         self.curves, self.scheduler, self.workers = curves, scheduler, workers
         self.order = list(order)
         self.resume_overhead_s, self.start_overhead_s = resume_overhead_s, start_overhead_s
         self.search_alg = _SearchAlg(len(self.order))
-        self.good = curves.good(within)
+        self.good = curves.good(within) if good is None else set(good)
         self._trials: list[Trial] = []
         self._log: dict[str, TrialLog] = {}
         self._config: dict[str, int] = {}
@@ -374,8 +383,11 @@ def replay(
     resume_overhead_s: float = 2.0,
     start_overhead_s: float = 0.0,
     within: float = 0.05,
+    good: set[int] | None = None,
 ) -> ReplayResult:
-    """One simulated search: a fresh scheduler, ``workers`` slots, configs in ``order``."""
+    """One simulated search: a fresh scheduler, ``workers`` slots, configs in ``order``.
+    "Reach" is the first full-budget finish of a config in ``good`` (positions in
+    ``curves``; default: final fd within ``within`` of the best)."""
     sim = SimController(
         curves,
         scheduler_factory(),
@@ -384,5 +396,6 @@ def replay(
         resume_overhead_s=resume_overhead_s,
         start_overhead_s=start_overhead_s,
         within=within,
+        good=good,
     )
     return sim.run()

@@ -133,7 +133,12 @@ def orders(n: int, seeds: int) -> list[list[int]]:
 
 
 def run_setting(
-    curves: Curves, s: Setting, workers: int, seeds: list[list[int]], overhead: float
+    curves: Curves,
+    s: Setting,
+    workers: int,
+    seeds: list[list[int]],
+    overhead: float,
+    good: set[int] | None = None,
 ) -> list[ReplayResult]:
     import numpy as np
 
@@ -141,7 +146,7 @@ def run_setting(
     out = []
     for i, order in enumerate(seeds):
         np.random.seed(i)  # Ray's ASHA deals trials to brackets with np.random
-        out.append(replay(curves, factory, workers, order, resume_overhead_s=overhead))
+        out.append(replay(curves, factory, workers, order, resume_overhead_s=overhead, good=good))
     return out
 
 
@@ -199,6 +204,45 @@ def table(rows: list[tuple[Setting, int, dict[str, Any]]], fifo_end: dict[int, f
     return "\n".join(lines)
 
 
+def spearman(a: list[float], b: list[float]) -> float:
+    import numpy as np
+
+    ra = np.argsort(np.argsort(a))
+    rb = np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def predictiveness(curves: Curves, k: int) -> str:
+    """How well fd at each tick ranks configs by their final fd (what ASHA relies on)."""
+    ok = [c for c in curves.curves if math.isfinite(c.final_fd)]
+    best = min(ok, key=lambda c: c.final_fd)
+    top = {curves.curves[i].index for i in curves.top(k)}
+    lines = [
+        "Rank correlation (Spearman) of fd at each tick with the final fd; the best config's "
+        f"rank at that tick (config {best.index}); where the final top {k} rank at that tick.",
+        "",
+        "| kimg | all configs | resnets only | dcgans only | best config's rank | "
+        f"final top {k}: ranks |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for t in range(min(c.ticks for c in ok)):
+        cells = []
+        for arch in (None, "resnet", "dcgan"):
+            sub = [c for c in ok if arch is None or c.params["model.arch"] == arch]
+            cells.append(
+                f"{spearman([c.fd[t] for c in sub], [c.final_fd for c in sub]):.2f}"
+                if len(sub) > 2
+                else "-"
+            )
+        order = sorted(ok, key=lambda c: c.fd[t])
+        rank = {c.index: r + 1 for r, c in enumerate(order)}
+        lines.append(
+            f"| {ok[0].kimg[t]:.2f} | {' | '.join(cells)} | {rank[best.index]} of {len(ok)} | "
+            f"{', '.join(str(rank[i]) for i in sorted(top, key=lambda i: rank[i]))} |"
+        )
+    return "\n".join(lines)
+
+
 def describe_curves(curves: Curves, within: float) -> str:
     best = curves.best_final_fd
     good = sorted(curves.good(within))
@@ -228,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--resume-overhead", type=float, default=2.0, help="s per resume")
     parser.add_argument("--sweep", action="store_true", help="also promotion ASHA's settings")
+    parser.add_argument(
+        "--top-k", type=int, default=3, help="also: reach = one of the final top k finished"
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -266,6 +313,22 @@ def main(argv: list[str] | None = None) -> int:
             f"of the best with <= {TARGET:.2f} of the full compute in >= {TARGET_SHARE:.0%} of "
             f"seeds: {m['within_target']:.0%} of seeds -> {'MET' if ok else 'MISSED'}"
         )
+    top_rows: list[tuple[Setting, int, dict[str, Any]]] = []
+    if args.top_k:
+        good = curves.top(args.top_k)
+        names = ", ".join(str(curves.curves[i].index) for i in sorted(good))
+        print(
+            f"\nLooser: reach = the first full-budget finish of one of the final top "
+            f"{args.top_k} configs ({names}; final fd "
+            f"{', '.join(f'{curves.curves[i].final_fd:.2f}' for i in sorted(good))}):\n"
+        )
+        for w in args.workers:
+            for s in all_settings:
+                runs = run_setting(curves, s, w, seeds, args.resume_overhead, good)
+                top_rows.append((s, w, summarize(curves, runs)))
+        print(table(top_rows, fifo_end))
+    print()
+    print(predictiveness(curves, args.top_k or 3))
     sweep_rows: list[tuple[Setting, int, dict[str, Any]]] = []
     if args.sweep:
         print("\nPromotion ASHA (compute budget) settings:")
@@ -301,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [
                 {"setting": s.__dict__, "workers": w, **_jsonable(m)}
                 for s, w, m in rows + sweep_rows
+            ],
+            "top_k": args.top_k,
+            "top_k_rows": [
+                {"setting": s.__dict__, "workers": w, **_jsonable(m)} for s, w, m in top_rows
             ],
         }
         args.json.write_text(json.dumps(payload, indent=1))
