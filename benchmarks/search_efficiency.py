@@ -128,6 +128,41 @@ def sweep_settings(curves: Curves) -> list[Setting]:
     return out
 
 
+def grace_sweep(
+    curves: Curves, workers: list[int], seeds: list[list[int]], overhead: float, top_k: int
+) -> str:
+    """Grace 1, 4 and 16 ticks of config 0 in each unit, ours and Ray's, 1 and 3 brackets."""
+    ref = curves.curves[0]
+    good = curves.top(top_k)
+    lines = [
+        "| scheduler / budget | grace (ticks of config 0) | brackets | workers | 5%: median | "
+        f"p90 | never | <= 1/3 | top {top_k}: median | p90 | never | <= 1/3 | total / full |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in workers:
+        for budget in ("compute", "kimg"):
+            tick = curves.compute(ref, 0) if budget == "compute" else ref.kimg[0]
+            for ticks in (1, 4, 16):
+                if budget == "kimg" and ticks * tick >= curves.max_kimg:
+                    continue
+                for brackets in (1, 3):
+                    for name in ("promotion", "ray-asha"):
+                        s = Setting(name, budget, tick * ticks, ETA, 2, brackets)
+                        strict = summarize(curves, run_setting(curves, s, w, seeds, overhead))
+                        loose = summarize(curves, run_setting(curves, s, w, seeds, overhead, good))
+                        lines.append(
+                            f"| {s.label} | {ticks} | {brackets} | {w} | "
+                            f"{fmt(strict['reach_frac_median'])} | "
+                            f"{fmt(strict['reach_frac_p90'])} | {strict['never']:.0%} | "
+                            f"{strict['within_target']:.0%} | "
+                            f"{fmt(loose['reach_frac_median'])} | "
+                            f"{fmt(loose['reach_frac_p90'])} | {loose['never']:.0%} | "
+                            f"{loose['within_target']:.0%} | "
+                            f"{strict['total_frac_median']:.2f} |"
+                        )
+    return "\n".join(lines)
+
+
 def orders(n: int, seeds: int) -> list[list[int]]:
     return [random.Random(seed).sample(range(n), n) for seed in range(seeds)]
 
@@ -275,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--top-k", type=int, default=3, help="also: reach = one of the final top k finished"
     )
+    parser.add_argument(
+        "--grace-sweep",
+        action="store_true",
+        help="also the grace period (1, 4, 16 ticks of config 0) x budget unit x scheduler x "
+        "brackets 1/3, on both criteria",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -348,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{m['total_frac_median']:.2f} |"
                 )
         print("\n".join(lines))
+    if args.grace_sweep:
+        print("\nGrace period x budget unit (eta 3, smooth 2), both criteria:")
+        print(grace_sweep(curves, args.workers, seeds, args.resume_overhead, args.top_k or 3))
     print(f"\nreplayed in {time.perf_counter() - t0:.1f} s")
     if args.json:
         payload = {
