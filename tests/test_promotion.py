@@ -229,3 +229,68 @@ def test_paused_trials_hold_no_slot_of_max_concurrent() -> None:
 def test_bad_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         _promotion(**bad)
+
+
+def test_make_scheduler_builds_each_type(tmp_path: Path) -> None:
+    import yaml
+
+    from fashion_tune.search.space import load_space
+    from fashion_tune.search.tuner import ASHA_STOP_MAX_T, make_scheduler
+
+    def space(**sched: Any) -> Any:
+        path = tmp_path / "s.yaml"
+        doc = {"fixed": {"schedule.total_kimg": 8}, "scheduler": sched}
+        path.write_text(yaml.safe_dump(doc))
+        return load_space(path)
+
+    ours = make_scheduler(space(type="asha", grace_kimg=2, brackets=2, smooth=3))
+    assert isinstance(ours, PromotionAsha)
+    assert (ours.time_attr, ours.brackets, ours.smooth, ours.max_t) == ("compute", 2, 3, None)
+    assert make_scheduler(space(type="asha", budget="kimg")).max_t == 8
+    ray_s = make_scheduler(space(type="asha-stop", budget="compute", grace_kimg=2))
+    assert isinstance(ray_s, AsyncHyperBandScheduler)
+    assert ray_s._time_attr == "compute" and ray_s._max_t == ASHA_STOP_MAX_T
+    assert type(make_scheduler(space(type="fifo"))).__name__ == "FIFOScheduler"
+
+
+def test_optuna_hears_pruned_complete_and_failed_with_smoothed_values(tmp_path: Path) -> None:
+    """The searcher's side, on a real Optuna journal: PRUNED (paused at a rung, or stopped),
+    COMPLETE with the smoothed final value, FAIL for a diverged trial."""
+    import optuna
+
+    from fashion_tune.search.searcher import PrunedAwareOptunaSearch, journal_storage, load_study
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    searcher = PrunedAwareOptunaSearch(
+        space=space, metric="fd", mode="min", study_name="exp",
+        storage=journal_storage(str(exp)), max_kimg=4, smooth=2,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )  # fmt: skip
+    for tid in "abcd":
+        assert searcher.suggest(tid) is not None
+
+    def tick(tid: str, it: int, fd: float, progress: float) -> dict:
+        result = {"fd": fd, "training_iteration": it, "progress": progress, "kimg": 4 * progress}
+        searcher.on_trial_result(tid, result)
+        return result
+
+    tick("a", 1, 10.0, 0.25)
+    tick("a", 2, 6.0, 0.5)
+    searcher.on_trial_complete("a")  # ended paused at a rung: no result
+    tick("b", 1, 9.0, 0.5)
+    searcher.on_trial_complete("b", tick("b", 2, 7.0, 0.75))  # stopped by Ray's ASHA
+    tick("c", 1, 5.0, 0.5)
+    searcher.on_trial_complete("c", tick("c", 2, 3.0, 1.0))  # the full budget
+    searcher.on_trial_complete("d", {"fd": math.nan, "training_iteration": 1, "diverged": 1})
+    searcher.on_trial_complete("c", {"fd": 1.0})  # told twice: ignored
+
+    study = load_study(exp, "exp")
+    by_ray = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert {k: t.state.name for k, t in by_ray.items()} == {
+        "a": "PRUNED", "b": "PRUNED", "c": "COMPLETE", "d": "FAIL",
+    }  # fmt: skip
+    assert by_ray["a"].intermediate_values == {1: 10.0, 2: 8.0}  # mean of the last 2
+    assert by_ray["b"].intermediate_values[2] == 8.0
+    assert by_ray["c"].value == 4.0  # the smoothed final value
