@@ -139,6 +139,14 @@ def test_promotion_asha_pauses_promotes_and_optuna_records_states(
         assert values[-1] == pytest.approx(sum(smooth) / len(smooth))
         if t.state.name == "COMPLETE":
             assert t.value == pytest.approx(values[-1])
+    # Ray's saved state holds the pruned ones as TERMINATED (Ray does not re-save a trial
+    # stopped while paused unless told), so the search reads as finished
+    state = json.loads(Path(_newest(tiny_experiment, "experiment_state-*.json")).read_text())
+    statuses = [json.loads(t[0])["status"] for t in state["trial_data"]]
+    assert statuses == ["TERMINATED"] * 6, statuses
+    from fashion_tune.search.confirm import load_finished_search
+
+    load_finished_search(str(tiny_experiment))  # raises if any trial looks unfinished
     # every trial's records count ticks one by one, with no tick trained twice
     for tid in ledger:
         rows = _rows(tiny_experiment / f"trial_{tid}")

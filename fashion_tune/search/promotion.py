@@ -46,6 +46,8 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from fashion_tune.search import ray_private
+
 logger = logging.getLogger("fashion_tune.search")
 EPS = 1e-9
 STATE_VERSION = 1
@@ -250,6 +252,7 @@ class PromotionAsha(TrialScheduler):
             # no config left to start and none promotable: the waiting ones end as pruned
             for t in paused:
                 tune_controller.stop_trial(t)
+                ray_private.mark_trial_changed(tune_controller, t)  # saved as TERMINATED
         return None
 
     def debug_string(self) -> str:

@@ -111,6 +111,24 @@ def restore_asha_rungs(scheduler: Any, state: dict[str, Any] | None) -> None:
     scheduler._num_stopped = state.get("num_stopped", 0)
 
 
+# -- the TuneController a scheduler is handed ------------------------------------------------
+
+
+def mark_trial_changed(tune_controller: Any, trial: Any) -> None:
+    """Make Ray write ``trial``'s state again at its next experiment checkpoint.
+
+    Ray caches each trial's JSON state and refreshes it only for trials it marks; stopping a
+    PAUSED trial (no actor) does not mark it, so the saved state would keep it PAUSED and a
+    resume or a reader would take it for unfinished. Schedulers get a wrapper of the
+    controller; a simulated controller (benchmarks/replay.py) has nothing to mark.
+    """
+    controller = getattr(tune_controller, "_tune_controller", tune_controller)
+    mark = getattr(controller, "_mark_trial_to_checkpoint", None)
+    if mark is not None:
+        check_versions()
+        mark(trial)
+
+
 # -- the embedded Ray: loopback only, in a private temp folder ------------------------------
 
 
