@@ -83,12 +83,13 @@ def metric_vs_kimg(
         Line2D([], [], marker="x", color="black", ms=8, mew=2, ls="none"),
         Line2D([], [], marker="X", color="red", ms=8, ls="none"),
     ]
-    labels += ["stopped by ASHA", "diverged / errored"]
+    labels += ["ended early by ASHA", "diverged / errored"]
     if budget:
         ax.axvline(budget, color="#888888", lw=1, zorder=0)
     ax.set_xlabel("kimg (thousands of real images shown to D)")
     ax.set_ylabel(_text(metric))
-    ax.set_title(_text(f"{metric} vs kimg, all trials (dashed: ASHA rungs)"))
+    dashed = " (dashed: ASHA rungs)" if rungs else ""
+    ax.set_title(_text(f"{metric} vs kimg, all trials{dashed}"))
     ax.grid(alpha=0.3)
     ax.legend(
         handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
@@ -176,7 +177,10 @@ def asha_bars(summary: AshaSummary, path: Path) -> Path:
     labels = [f"{r.kimg:.3g}" for r in summary.rungs]
     counts = [r.stopped for r in summary.rungs]
     colors = ["#ff7f0e"] * len(counts)
-    labels.append(f"{summary.max_kimg:g}\n(finished)" if summary.max_kimg else "finished")
+    if summary.unit == "kimg" and summary.max_kimg:
+        labels.append(f"{summary.max_kimg:g}\n(finished)")
+    else:  # in compute units each config's full budget differs
+        labels.append("full budget\n(finished)")
     counts.append(summary.finished)
     colors.append("#2ca02c")
     for k, n in summary.other.items():
