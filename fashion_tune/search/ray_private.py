@@ -60,8 +60,13 @@ def check_versions() -> None:
 
 
 def optuna_trial(searcher: Any, trial_id: str) -> Any:
+    return optuna_trials(searcher)[trial_id]
+
+
+def optuna_trials(searcher: Any) -> dict[str, Any]:
+    """Ray trial id -> the Optuna trial OptunaSearch asked for it (empty before any)."""
     check_versions()
-    return searcher._ot_trials[trial_id]
+    return getattr(searcher, "_ot_trials", None) or {}
 
 
 def optuna_study(searcher: Any) -> Any:
@@ -80,10 +85,21 @@ def searcher_metric(searcher: Any) -> str:
     return searcher._metric
 
 
+def frozen_trial(ot_trial: Any) -> Any:
+    """An Optuna trial's record as its storage holds it now (state, intermediate values)."""
+    check_versions()
+    return ot_trial.storage.get_trial(ot_trial._trial_id)
+
+
+def storage_trial_id(trial: Any) -> int:
+    """The storage id of an Optuna ``Trial`` or ``FrozenTrial`` (unique within a storage)."""
+    check_versions()
+    return int(trial._trial_id)
+
+
 def reported_steps(ot_trial: Any) -> set[int]:
     """Steps at which an Optuna trial already holds an intermediate value."""
-    check_versions()
-    return set(ot_trial.storage.get_trial(ot_trial._trial_id).intermediate_values)
+    return set(frozen_trial(ot_trial).intermediate_values)
 
 
 # -- ASHA's rung records ---------------------------------------------------------------------

@@ -98,7 +98,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict | None:
         suggestion = super().suggest(trial_id)
-        ot_trials = getattr(self, "_ot_trials", {})
+        ot_trials = ray_private.optuna_trials(self)
         if isinstance(suggestion, dict) and trial_id in ot_trials:
             ot_trials[trial_id].set_user_attr(RAY_TRIAL_ATTR, trial_id)
         return suggestion
@@ -127,13 +127,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         import optuna
 
         done = ray_private.completed_trials(self)
-        if trial_id in done or trial_id not in getattr(self, "_ot_trials", {}):
+        if trial_id in done or trial_id not in ray_private.optuna_trials(self):
             return
         ot_trial = ray_private.optuna_trial(self, trial_id)
         study = ray_private.optuna_study(self)
         done.add(trial_id)
         self._recent.pop(trial_id, None)
-        frozen = study._storage.get_trial(ot_trial._trial_id)
+        frozen = ray_private.frozen_trial(ot_trial)
         if frozen.state.is_finished():  # told before a driver restart (the journal has it)
             return
         states = optuna.trial.TrialState
@@ -164,9 +164,10 @@ class PrunedAwareOptunaSearch(OptunaSearch):
 
         super().restore(checkpoint_path)
         study = ray_private.optuna_study(self)
-        known = {t._trial_id for t in getattr(self, "_ot_trials", {}).values()}
+        ours = ray_private.optuna_trials(self).values()
+        known = {ray_private.storage_trial_id(t) for t in ours}
         for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if frozen._trial_id not in known:
+            if ray_private.storage_trial_id(frozen) not in known:
                 study.tell(frozen.number, None, state=optuna.trial.TrialState.FAIL)
 
     @property
