@@ -52,13 +52,11 @@ class SchedulerStateCallback(Callback):
     def _write(self, force: bool = False) -> None:
         if not isinstance(self.scheduler, PromotionAsha):
             return
-        summary = self.scheduler.summary()
-        mark = len(summary["events"]) + sum(len(r) for rungs in summary["rungs"] for r in rungs)
-        if mark == self._written and not force:
+        if self.scheduler.changes == self._written and not force:
             return
-        data = json.dumps(summary, indent=1).encode()
+        data = json.dumps(self.scheduler.summary(), indent=1).encode()
         Store.open(self.experiment).write_atomic(layout.SCHEDULER_FILE, data)
-        self._written = mark
+        self._written = self.scheduler.changes
 
 
 class FinishedLedger(Callback):

@@ -295,26 +295,17 @@ def build_tuner(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> 
     from ray.tune.schedulers import FIFOScheduler
 
     from fashion_tune.search.callbacks import FinishedLedger
-    from fashion_tune.search.trainable import quiet_vanished_temp_files, run_trial
-    from fashion_tune.search.tuner import trial_name
+    from fashion_tune.search.tuner import keeping, make_trainable, restore_tuner, trial_name
 
     cexp = confirm_path(experiment)
     search = json.loads(Store.open(experiment).read_bytes(layout.SEARCH_FILE))
     fixed = dict(search["fixed"])
-    quiet_vanished_temp_files()
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, fixed=fixed, experiment=cexp),
-        {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},
-    )
+    trainable = make_trainable(fixed, cexp, opts.cpus_per_trial, opts.gpus_per_trial)
     if Store.open(cexp).exists(layout.TUNER_FILE):
-        from fashion_tune.search.recovery import check_trusted, repair_state_files
+        from fashion_tune.search.recovery import check_trusted
 
         check_trusted(cexp)
-        for name in repair_state_files(cexp):
-            logger.warning("repaired %s from the driver's staging copy (it was damaged)", name)
-        return tune.Tuner.restore(
-            cexp, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
+        return restore_tuner(cexp, trainable)
     rows = trial_rows(plan, fixed)
     param_space: dict[str, Any] = {KEY_INDEX: tune.grid_search(list(range(len(rows))))}
     for key in rows[0]:
@@ -337,11 +328,7 @@ def build_tuner(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> 
             # the search's budget, also when its scheduler stopped short of total_kimg
             stop={"kimg": float(plan["max_kimg"]) - rank.EPS},
             callbacks=[FinishedLedger(cexp), *opts.callbacks],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
-            ),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            sync_config=tune.SyncConfig(sync_artifacts=True),
+            **keeping(metric, mode, opts.max_failures),
             progress_reporter=tune.CLIReporter(
                 metric_columns=["kimg", metric],
                 parameter_columns={KEY_LABEL: "config", "runtime.seed": "seed"},

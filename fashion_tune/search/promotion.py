@@ -99,6 +99,7 @@ class PromotionAsha(TrialScheduler):
         self._arrivals = 0
         self._exhausted = False  # the searcher has no configs left
         self._events: list[dict[str, Any]] = []  # pauses, promotions, prunes (for the report)
+        self.changes = 0  # bumped by every rung record and event: "is there news to write"
 
     # -- rungs -----------------------------------------------------------------------------
     def level(self, bracket: int, k: int) -> float:
@@ -148,6 +149,7 @@ class PromotionAsha(TrialScheduler):
         self._event("promoted", tid, b, k, how=how)
 
     def _event(self, kind: str, tid: str, b: int, k: int, **extra: Any) -> None:
+        self.changes += 1
         value = self._rungs[b][k].get(tid, math.nan) if k < len(self._rungs[b]) else math.nan
         self._events.append(
             {
@@ -195,6 +197,7 @@ class PromotionAsha(TrialScheduler):
             self.max_t is None or self.level(b, k) < self.max_t * (1 - EPS)
         ):
             self._rung(b, k)[tid] = smoothed(self._hist.get(tid, []), self.smooth)
+            self.changes += 1
             reached, k = k, k + 1
         self._next[tid] = k
         if reached is None:

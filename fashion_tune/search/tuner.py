@@ -135,23 +135,11 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
 
     storage, name, exp = experiment_path(space, opts)
     fixed = resolve_fixed(space, opts)
-    quiet_vanished_temp_files()
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial, fixed=fixed, experiment=exp, compute_ref=compute_reference(space, opts)
-        ),
-        {"cpu": space.cpus_per_trial, "gpu": space.gpus_per_trial},
+    trainable = make_trainable(
+        fixed, exp, space.cpus_per_trial, space.gpus_per_trial, compute_reference(space, opts)
     )
     if opts.resume:
-        from fashion_tune.search.recovery import repair_state_files
-
-        for fixed_name in repair_state_files(exp):
-            logger.warning(
-                "repaired %s from the driver's staging copy (it was damaged)", fixed_name
-            )
-        return tune.Tuner.restore(
-            exp, trainable=trainable, resume_unfinished=True, resume_errored=True
-        )
+        return restore_tuner(exp, trainable)
     scheduler = make_scheduler(space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = (
@@ -196,13 +184,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             name=name,
             storage_path=storage,
             callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,
-                checkpoint_score_attribute=space.metric,
-                checkpoint_score_order=space.mode,
-            ),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            sync_config=tune.SyncConfig(sync_artifacts=True),
+            **keeping(space.metric, space.mode, opts.max_failures),
             progress_reporter=tune.CLIReporter(
                 metric_columns=columns if space.scheduler.budget == "compute" else METRIC_COLUMNS,
                 # conditional parameters are absent from some trials: Ray's table needs all
@@ -212,6 +194,54 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             verbose=opts.verbose,
         ),
     )
+
+
+def make_trainable(
+    fixed: dict[str, Any],
+    experiment: str,
+    cpus: float,
+    gpus: float,
+    compute_ref: dict[str, Any] | None = None,
+) -> Any:
+    """``run_trial`` with its settings and resources, as Tune wants a trainable (the
+    search's and the seed confirmation's)."""
+    from ray import tune
+
+    quiet_vanished_temp_files()
+    return tune.with_resources(
+        tune.with_parameters(
+            run_trial, fixed=fixed, experiment=experiment, compute_ref=compute_ref
+        ),
+        {"cpu": cpus, "gpu": gpus},
+    )
+
+
+def restore_tuner(experiment: str, trainable: Any) -> Any:
+    """Ray's Tuner of an experiment, its state files repaired first; unfinished and errored
+    trials resume (the caller has checked that the folder is trusted)."""
+    from ray import tune
+
+    from fashion_tune.search.recovery import repair_state_files
+
+    for fixed_name in repair_state_files(experiment):
+        logger.warning("repaired %s from the driver's staging copy (it was damaged)", fixed_name)
+    return tune.Tuner.restore(
+        experiment, trainable=trainable, resume_unfinished=True, resume_errored=True
+    )
+
+
+def keeping(metric: str, mode: str, max_failures: int) -> dict[str, Any]:
+    """RunConfig settings for what a run keeps: the 2 newest checkpoints (and the best by
+    ``metric``), retries of a failed trial, and trial artifacts synced to storage."""
+    from ray import tune
+
+    return {
+        "checkpoint_config": tune.CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
+        ),
+        "failure_config": tune.FailureConfig(max_failures=max_failures),
+        "sync_config": tune.SyncConfig(sync_artifacts=True),
+    }
 
 
 def make_scheduler(space: Space) -> Any:
