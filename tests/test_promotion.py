@@ -141,21 +141,24 @@ def test_smoothed_rung_values_are_the_mean_of_the_last_evaluations() -> None:
 
 class _Restarting(TrialScheduler):
     """Replaces the scheduler by a fresh one restored from its saved state at every result,
-    as a driver restart does (the state must carry everything a decision depends on)."""
+    as a driver restart does (the state must carry everything a decision depends on), and
+    adds every trial to it again, as Ray does after restoring the callbacks' state."""
 
     def __init__(self, make: Any) -> None:
         self.make, self.inner = make, make()
 
-    def _restart(self) -> None:
+    def _restart(self, tc: Any) -> None:
         state = self.inner.get_state()
         self.inner = self.make()
         self.inner.set_state(state)
+        for trial in tc.get_trials():
+            self.inner.on_trial_add(tc, trial)
 
     def on_trial_add(self, tc: Any, trial: Trial) -> None:
         self.inner.on_trial_add(tc, trial)
 
     def on_trial_result(self, tc: Any, trial: Trial, result: dict) -> str:
-        self._restart()
+        self._restart(tc)
         return self.inner.on_trial_result(tc, trial, result)
 
     def on_trial_complete(self, tc: Any, trial: Trial, result: dict) -> None:
@@ -165,7 +168,7 @@ class _Restarting(TrialScheduler):
         self.inner.on_trial_remove(tc, trial)
 
     def choose_trial_to_run(self, tc: Any) -> Trial | None:
-        self._restart()
+        self._restart(tc)
         return self.inner.choose_trial_to_run(tc)
 
 

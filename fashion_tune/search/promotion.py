@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.experiment import Trial
@@ -47,6 +48,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from fashion_tune.search import ray_private
+from fashion_tune.search.rungs import Rung
 
 logger = logging.getLogger("fashion_tune.search")
 EPS = 1e-9
@@ -90,9 +92,8 @@ class PromotionAsha(TrialScheduler):
 
     def _reset(self) -> None:
         self._bracket_of: dict[str, int] = {}
-        # bracket -> rung index -> trial id -> rung value
-        self._rungs: list[list[dict[str, float]]] = [[] for _ in range(self.brackets)]
-        self._promoted: list[list[set[str]]] = [[] for _ in range(self.brackets)]
+        # bracket -> rung index -> the rung's records (rungs.py)
+        self._rungs: list[list[Rung]] = [[] for _ in range(self.brackets)]
         self._next: dict[str, int] = {}  # the next rung index a trial has not recorded
         self._hist: dict[str, list[float]] = {}  # recent finite objective values
         self._waiting: dict[str, int] = {}  # trial id -> rung index it waits at
@@ -100,15 +101,23 @@ class PromotionAsha(TrialScheduler):
         self._exhausted = False  # the searcher has no configs left
         self._events: list[dict[str, Any]] = []  # pauses, promotions, prunes (for the report)
         self.changes = 0  # bumped by every rung record and event: "is there news to write"
+        # What Ray's controller would otherwise be scanned for at every decision (all its
+        # trials, each step): the trial objects, the live ones (not ended), new or requeued
+        # trials in arrival order (PENDING when added; checked lazily), and PAUSED trials
+        # that are not waiting at a rung (paused by someone else, or resumed by us and not
+        # yet started).
+        self._objs: dict[str, Trial] = {}
+        self._live: set[str] = set()
+        self._queue: dict[str, None] = {}
+        self._unheld: dict[str, None] = {}
 
     # -- rungs -----------------------------------------------------------------------------
     def level(self, bracket: int, k: int) -> float:
         return self.grace * self.eta ** (bracket + k)
 
-    def _rung(self, bracket: int, k: int) -> dict[str, float]:
+    def _rung(self, bracket: int, k: int) -> Rung:
         while len(self._rungs[bracket]) <= k:
-            self._rungs[bracket].append({})
-            self._promoted[bracket].append(set())
+            self._rungs[bracket].append(Rung(self._key))
         return self._rungs[bracket][k]
 
     def _key(self, value: float) -> float:
@@ -121,36 +130,36 @@ class PromotionAsha(TrialScheduler):
         """Whether a trial waiting at a rung is in the top 1/eta there, not yet promoted."""
         if tid not in self._waiting:
             return False
-        b, k = self._bracket_of[tid], self._waiting[tid]
-        rung = self._rung(b, k)
-        if tid in self._promoted[b][k] or not math.isfinite(rung.get(tid, math.nan)):
-            return False
-        quota = int(len(rung) / self.eta + EPS)
-        if self._exhausted:  # no config will arrive: each rung's best goes on
-            quota = max(1, quota)
-        top = sorted(rung, key=lambda t: (self._key(rung[t]), t))[:quota]
-        return tid in top
+        rung = self._rung(self._bracket_of[tid], self._waiting[tid])
+        return rung.promotable(tid, self.eta, self._exhausted)
 
-    def _best_candidate(self, candidates: list[str]) -> str | None:
-        """The trial to promote among ``candidates``: highest rung first, then best value."""
-        ok = [t for t in candidates if self.promotable(t)]
-        if not ok:
-            return None
+    def _best_candidate(self, ok: Callable[[str], bool]) -> str | None:
+        """The waiting trial to promote among those ``ok`` accepts: highest rung first,
+        then best value; one look per rung (rungs.py)."""
+        best: tuple[float, float, str] | None = None
+        for b, rungs in enumerate(self._rungs):
+            for k, rung in enumerate(rungs):
+                if not rung.waiting():
+                    continue
+                tid = rung.best_waiting(ok, self.eta, self._exhausted)
+                if tid is not None:
+                    order = (-self.level(b, k), self._key(rung.values[tid]), tid)
+                    best = order if best is None or order < best else best
+        return None if best is None else best[2]
 
-        def order(t: str) -> tuple[float, float, str]:
-            b, k = self._bracket_of[t], self._waiting[t]
-            return (-self.level(b, k), self._key(self._rungs[b][k][t]), t)
-
-        return min(ok, key=order)
+    def _paused(self, tid: str) -> bool:
+        t = self._objs.get(tid)
+        return t is not None and t.status == Trial.PAUSED
 
     def _promote(self, tid: str, how: str) -> None:
         b, k = self._bracket_of[tid], self._waiting.pop(tid)
-        self._promoted[b][k].add(tid)
+        self._rungs[b][k].promote(tid)
         self._event("promoted", tid, b, k, how=how)
 
     def _event(self, kind: str, tid: str, b: int, k: int, **extra: Any) -> None:
         self.changes += 1
-        value = self._rungs[b][k].get(tid, math.nan) if k < len(self._rungs[b]) else math.nan
+        rungs = self._rungs[b]
+        value = rungs[k].values.get(tid, math.nan) if k < len(rungs) else math.nan
         self._events.append(
             {
                 "event": kind,
@@ -171,16 +180,26 @@ class PromotionAsha(TrialScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         tid = trial.trial_id
+        self._objs[tid] = trial
         if tid not in self._bracket_of:
             self._bracket_of[tid] = self._arrivals % self.brackets
             self._arrivals += 1
-        elif tid in self._waiting and trial.status == Trial.PENDING:
-            # restored after a driver restart: Ray requeues it as PENDING; it still waits
-            trial.set_status(Trial.PAUSED)
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            return
+        self._live.add(tid)
+        if tid in self._waiting:
+            if trial.status == Trial.PENDING:
+                # restored after a driver restart: Ray requeues it as PENDING; it still waits
+                trial.set_status(Trial.PAUSED)
+        elif trial.status == Trial.PAUSED:
+            self._unheld[tid] = None
+        else:  # new, restored or requeued after a failure: to the back of the queue
+            self._queue.pop(tid, None)
+            self._queue[tid] = None
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         tid = trial.trial_id
-        if tid not in self._bracket_of:  # a trial the scheduler never saw added
+        if tid not in self._objs:  # a trial the scheduler never saw added
             self.on_trial_add(tune_controller, trial)
         value = result.get(self._metric)
         if isinstance(value, (int, float)) and math.isfinite(value):
@@ -196,20 +215,17 @@ class PromotionAsha(TrialScheduler):
         while t >= self.level(b, k) * (1 - EPS) and (
             self.max_t is None or self.level(b, k) < self.max_t * (1 - EPS)
         ):
-            self._rung(b, k)[tid] = smoothed(self._hist.get(tid, []), self.smooth)
+            self._rung(b, k).record(tid, smoothed(self._hist.get(tid, []), self.smooth))
             self.changes += 1
             reached, k = k, k + 1
         self._next[tid] = k
         if reached is None:
             return TrialScheduler.CONTINUE
         self._waiting[tid] = reached
+        self._rung(b, reached).wait(tid)
         self._exhausted = self._exhausted or _searcher_finished(tune_controller)
-        waiting_paused = [
-            t.trial_id
-            for t in tune_controller.get_trials()
-            if t.status == Trial.PAUSED and t.trial_id in self._waiting
-        ]
-        if self._best_candidate([tid, *waiting_paused]) == tid:
+        # this trial, or one already paused at a rung (not one whose pause is in flight)
+        if self._best_candidate(lambda c: c == tid or self._paused(c)) == tid:
             self._promote(tid, how="at once")
             return TrialScheduler.CONTINUE
         self._event("paused", tid, b, reached)
@@ -220,7 +236,7 @@ class PromotionAsha(TrialScheduler):
         self._forget(trial.trial_id)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self._forget(trial.trial_id)
+        self._forget(trial.trial_id)  # a retried trial comes back through on_trial_add
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         tid = trial.trial_id
@@ -231,38 +247,54 @@ class PromotionAsha(TrialScheduler):
 
     def _forget(self, tid: str) -> None:
         """A finished trial keeps its rung records (others are ranked against them)."""
-        self._waiting.pop(tid, None)
+        k = self._waiting.pop(tid, None)
+        if k is not None:
+            self._rungs[self._bracket_of[tid]][k].unwait(tid)
         self._hist.pop(tid, None)
+        self._live.discard(tid)
+        self._queue.pop(tid, None)
+        self._unheld.pop(tid, None)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        """A paused trial not ours to hold, else the best promotable one, else the oldest
+        PENDING trial; O(rungs + log n) however many trials the search holds."""
         self._exhausted = self._exhausted or _searcher_finished(tune_controller)
-        trials = list(tune_controller.get_trials())
-        paused = [t for t in trials if t.status == Trial.PAUSED]
-        for t in paused:  # paused by someone else (Ray, a user): not ours to hold
-            if t.trial_id not in self._waiting:
-                return t
-        by_id = {t.trial_id: t for t in paused}
-        pick = self._best_candidate(list(by_id))
+        for tid in list(self._unheld):  # paused by someone else: not ours to hold
+            if self._paused(tid) and tid not in self._waiting:
+                return self._objs[tid]
+            del self._unheld[tid]
+        pick = self._best_candidate(self._paused)
         if pick is not None:
             self._promote(pick, how="resumed")
             _searcher_hook(tune_controller, "on_unpause", pick)
-            return by_id[pick]
-        for t in trials:
-            if t.status == Trial.PENDING:
+            self._unheld[pick] = None  # until Ray starts it
+            return self._objs[pick]
+        while self._queue:  # oldest first; a trial that left PENDING leaves the queue
+            tid = next(iter(self._queue))
+            t = self._objs.get(tid)
+            if t is not None and t.status == Trial.PENDING:
                 return t
-        busy = any(t.status in (Trial.RUNNING, Trial.PENDING) for t in trials)
-        if paused and not busy and _searcher_finished(tune_controller):
+            del self._queue[tid]
+        if self._waiting and not self._busy() and _searcher_finished(tune_controller):
             # no config left to start and none promotable: the waiting ones end as pruned
-            for t in paused:
+            for tid in list(self._waiting):
+                t = self._objs[tid]
                 tune_controller.stop_trial(t)
                 ray_private.mark_trial_changed(tune_controller, t)  # saved as TERMINATED
         return None
+
+    def _busy(self) -> bool:
+        """Whether any trial runs or may start: a live trial not waiting at a rung, or a
+        waiting one whose pause is still in flight."""
+        if len(self._live) > len(self._waiting):
+            return bool(self._live - self._waiting.keys())
+        return not all(self._paused(t) for t in self._waiting)
 
     def debug_string(self) -> str:
         parts = []
         for b, rungs in enumerate(self._rungs):
             cells = [
-                f"{self.level(b, k):g}: {len(r)} recorded, {len(self._promoted[b][k])} promoted"
+                f"{self.level(b, k):g}: {len(r)} recorded, {len(r.promoted)} promoted"
                 for k, r in enumerate(rungs)
             ]
             parts.append(f"bracket {b}: " + ("; ".join(cells) or "no records"))
@@ -276,8 +308,8 @@ class PromotionAsha(TrialScheduler):
         return {
             "version": STATE_VERSION,
             "bracket_of": dict(self._bracket_of),
-            "rungs": [[dict(r) for r in rungs] for rungs in self._rungs],
-            "promoted": [[sorted(p) for p in ps] for ps in self._promoted],
+            "rungs": [[dict(r.values) for r in rungs] for rungs in self._rungs],
+            "promoted": [[sorted(r.promoted) for r in rungs] for rungs in self._rungs],
             "next": dict(self._next),
             "hist": {k: list(v) for k, v in self._hist.items()},
             "waiting": dict(self._waiting),
@@ -289,17 +321,25 @@ class PromotionAsha(TrialScheduler):
     def set_state(self, state: dict[str, Any] | None) -> None:
         if not state or state.get("version") != STATE_VERSION:
             return
+        trials = list(self._objs.values())
         self._reset()
         self._bracket_of = dict(state["bracket_of"])
         for b, rungs in enumerate(state["rungs"][: self.brackets]):
-            self._rungs[b] = [dict(r) for r in rungs]
-            self._promoted[b] = [set(p) for p in state["promoted"][b]]
+            for k, (values, promoted) in enumerate(zip(rungs, state["promoted"][b])):
+                rung = self._rung(b, k)
+                for tid, value in values.items():
+                    rung.record(tid, math.nan if value is None else float(value))
+                rung.promoted.update(promoted)
         self._next = dict(state["next"])
         self._hist = {k: list(v) for k, v in state["hist"].items()}
         self._waiting = dict(state["waiting"])
+        for tid, k in self._waiting.items():
+            self._rung(self._bracket_of[tid], k).wait(tid)
         self._arrivals = int(state["arrivals"])
         self._exhausted = bool(state.get("exhausted", False))
         self._events = list(state.get("events", []))
+        for trial in trials:  # trials Ray added before: sorted into queue / rungs again
+            self.on_trial_add(None, trial)
 
     def summary(self) -> dict[str, Any]:
         """What the report shows: settings, rung records, and the event log."""
