@@ -260,7 +260,8 @@ class SimController:
         self.scheduler.on_trial_add(self, trial)
 
     def _pending_new(self) -> bool:
-        return any(t.status == Trial.PENDING for t in self._trials)
+        # only a new config is ever PENDING here, and only the newest (one at a time)
+        return bool(self._trials) and self._trials[-1].status == Trial.PENDING
 
     def _cancel(self, trial: Trial) -> None:
         """A running trial's current tick is abandoned (only when a scheduler pauses or stops

@@ -107,7 +107,7 @@ class PromotionAsha(TrialScheduler):
         # that are not waiting at a rung (paused by someone else, or resumed by us and not
         # yet started).
         self._objs: dict[str, Trial] = {}
-        self._live: set[str] = set()
+        self._active: set[str] = set()  # live and not waiting at a rung
         self._queue: dict[str, None] = {}
         self._unheld: dict[str, None] = {}
 
@@ -154,6 +154,7 @@ class PromotionAsha(TrialScheduler):
     def _promote(self, tid: str, how: str) -> None:
         b, k = self._bracket_of[tid], self._waiting.pop(tid)
         self._rungs[b][k].promote(tid)
+        self._active.add(tid)
         self._event("promoted", tid, b, k, how=how)
 
     def _event(self, kind: str, tid: str, b: int, k: int, **extra: Any) -> None:
@@ -185,13 +186,15 @@ class PromotionAsha(TrialScheduler):
             self._bracket_of[tid] = self._arrivals % self.brackets
             self._arrivals += 1
         if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            self._forget(tid)  # e.g. restored as ended although the saved records wait
             return
-        self._live.add(tid)
         if tid in self._waiting:
             if trial.status == Trial.PENDING:
                 # restored after a driver restart: Ray requeues it as PENDING; it still waits
                 trial.set_status(Trial.PAUSED)
-        elif trial.status == Trial.PAUSED:
+            return
+        self._active.add(tid)
+        if trial.status == Trial.PAUSED:
             self._unheld[tid] = None
         else:  # new, restored or requeued after a failure: to the back of the queue
             self._queue.pop(tid, None)
@@ -222,6 +225,7 @@ class PromotionAsha(TrialScheduler):
         if reached is None:
             return TrialScheduler.CONTINUE
         self._waiting[tid] = reached
+        self._active.discard(tid)
         self._rung(b, reached).wait(tid)
         self._exhausted = self._exhausted or _searcher_finished(tune_controller)
         # this trial, or one already paused at a rung (not one whose pause is in flight)
@@ -251,7 +255,7 @@ class PromotionAsha(TrialScheduler):
         if k is not None:
             self._rungs[self._bracket_of[tid]][k].unwait(tid)
         self._hist.pop(tid, None)
-        self._live.discard(tid)
+        self._active.discard(tid)
         self._queue.pop(tid, None)
         self._unheld.pop(tid, None)
 
@@ -275,7 +279,7 @@ class PromotionAsha(TrialScheduler):
             if t is not None and t.status == Trial.PENDING:
                 return t
             del self._queue[tid]
-        if self._waiting and not self._busy() and _searcher_finished(tune_controller):
+        if self._waiting and _searcher_finished(tune_controller) and not self._busy():
             # no config left to start and none promotable: the waiting ones end as pruned
             for tid in list(self._waiting):
                 t = self._objs[tid]
@@ -285,10 +289,8 @@ class PromotionAsha(TrialScheduler):
 
     def _busy(self) -> bool:
         """Whether any trial runs or may start: a live trial not waiting at a rung, or a
-        waiting one whose pause is still in flight."""
-        if len(self._live) > len(self._waiting):
-            return bool(self._live - self._waiting.keys())
-        return not all(self._paused(t) for t in self._waiting)
+        waiting one whose pause is still in flight (scanned only when none is active)."""
+        return bool(self._active) or not all(self._paused(t) for t in self._waiting)
 
     def debug_string(self) -> str:
         parts = []
