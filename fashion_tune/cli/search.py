@@ -122,7 +122,7 @@ def search(
         console.print_json(cfg.to_json())
         return
     from fashion_tune.cli.reference import ensure_reference
-    from fashion_tune.search.tuner import run_search
+    from fashion_tune.search.pipeline import run
 
     # the metric reference is made here, once, before any trial: trials only load it
     data_path = resolve_fixed(sp, opts)["data.path"]
@@ -133,7 +133,7 @@ def search(
     )
     if ref_loc != data_path:  # a read-only set: the reference lives in the experiment
         sp.fixed["metrics.reference"] = ref_loc
-    grid = run_search(sp, opts)
+    grid = run(sp, opts)
     errors = sum(1 for r in grid if r.error)
     console.print(f"experiment: {exp} ({len(grid)} trials, {errors} errored)")
     try:

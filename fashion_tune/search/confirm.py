@@ -15,7 +15,9 @@ literature default (the space's first point) when it is not among them. Which se
 S seeds derived from the search's seed and the replica index, none of them a seed the
 search used; replica j of every config gets the same seed (common random numbers).
 The plan is written before the first trial and read back on every resume, so a resumed
-confirmation retrains exactly what it set out to.
+confirmation retrains exactly what it set out to. The machinery (plan file, grid of planned
+rows, trainable, resume) is ``experiments.Nested``'s, shared with the other experiments
+nested in a search.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fashion_tune.errors import FashionTuneError
 from fashion_tune.report import rank
 from fashion_tune.report.collect import Experiment, load_experiment
 from fashion_tune.report.confirm import KEY_CONFIG, KEY_INDEX, KEY_LABEL, KEY_REPLICA
+from fashion_tune.search.experiments import Nested, Pick, RunOptions
 
 logger = logging.getLogger("fashion_tune.search")
 TOP_K_RANGE = (1, 100)  # as the space schema's confirm section
@@ -41,22 +44,19 @@ DEFAULT_TOP_K = DEFAULT_SEEDS = 3
 UNFINISHED = ("PENDING", "RUNNING", "PAUSED")
 
 
+CONFIRMATION = Nested(layout.CONFIRM_DIR, layout.CONFIRM_FILE, "confirmation", "confirm")
+_Pick = Pick  # confirmations saved before experiments.py name this class in their state
+
+
 @dataclass(frozen=True)
-class ConfirmOptions:
+class ConfirmOptions(RunOptions):
     top_k: int | None = None  # asked for (--top-k); None: see ``default_counts``
     seeds: int | None = None
     default_counts: tuple[int, int] | None = None  # the space's section (None: 3 and 3)
-    max_failures: int = 3
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: Ray decides
-    verbose: int = 1
-    callbacks: tuple[Any, ...] = ()  # extra Tune callbacks (tests)
-    reuse_actors: bool = True
 
 
 def confirm_path(experiment: str) -> str:
-    return f"{experiment.rstrip('/')}/{layout.CONFIRM_DIR}"
+    return CONFIRMATION.path(experiment)
 
 
 def check_counts(top_k: int, seeds: int) -> None:
@@ -71,23 +71,7 @@ def check_counts(top_k: int, seeds: int) -> None:
 
 
 def existing_plan(experiment: str) -> dict[str, Any] | None:
-    store = Store.open(confirm_path(experiment))
-    if not store.exists(layout.CONFIRM_FILE):
-        if store.exists(layout.TUNER_FILE):
-            raise FashionTuneError(
-                f"{confirm_path(experiment)} holds a Ray experiment without its "
-                f"{layout.CONFIRM_FILE}: it is not a fashion-tune confirmation; move it away"
-            )
-        return None
-    try:
-        plan = json.loads(store.read_bytes(layout.CONFIRM_FILE))
-        _ = plan["configs"], plan["seeds"], plan["top_k"]
-    except (ValueError, KeyError, TypeError):
-        raise FashionTuneError(
-            f"{confirm_path(experiment)}/{layout.CONFIRM_FILE} is damaged: delete "
-            f"{confirm_path(experiment)} to start the confirmation again"
-        ) from None
-    return plan
+    return CONFIRMATION.existing_plan(experiment, ("configs", "seeds", "top_k"))
 
 
 def resolve_counts(
@@ -278,67 +262,18 @@ def trial_rows(plan: dict[str, Any], fixed: dict[str, Any]) -> list[dict[str, An
     return rows
 
 
-class _Pick:
-    """``tune.sample_from``: the value of ``key`` in the planned row the grid index picks
-    (a class, not a lambda, so Ray's saved search state unpickles it plainly)."""
-
-    def __init__(self, rows: list[dict[str, Any]], key: str):
-        self.rows, self.key = rows, key
-
-    def __call__(self, config: dict[str, Any]) -> Any:
-        return self.rows[config[KEY_INDEX]][self.key]
-
-
 def build_tuner(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> Any:
     """A new confirmation Tuner, or the restored one when ``confirm/tuner.pkl`` exists."""
-    from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
-
-    from fashion_tune.search.callbacks import FinishedLedger
-    from fashion_tune.search.tuner import keeping, make_trainable, restore_tuner, trial_name
-
-    cexp = confirm_path(experiment)
     search = json.loads(Store.open(experiment).read_bytes(layout.SEARCH_FILE))
-    fixed = dict(search["fixed"])
-    trainable = make_trainable(fixed, cexp, opts.cpus_per_trial, opts.gpus_per_trial)
-    if Store.open(cexp).exists(layout.TUNER_FILE):
-        from fashion_tune.search.recovery import check_trusted
-
-        check_trusted(cexp)
-        return restore_tuner(cexp, trainable)
-    rows = trial_rows(plan, fixed)
-    param_space: dict[str, Any] = {KEY_INDEX: tune.grid_search(list(range(len(rows))))}
-    for key in rows[0]:
-        param_space[key] = tune.sample_from(_Pick(rows, key))
-    metric, mode = str(plan["metric"]), str(plan["mode"])
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            scheduler=FIFOScheduler(),
-            num_samples=1,  # the grid is the plan
-            max_concurrent_trials=opts.max_concurrent or None,
-            reuse_actors=opts.reuse_actors,
-            trial_name_creator=trial_name,
-            trial_dirname_creator=trial_name,
-        ),
-        run_config=tune.RunConfig(
-            name=layout.CONFIRM_DIR,
-            storage_path=experiment,
-            # the search's budget, also when its scheduler stopped short of total_kimg
-            stop={"kimg": float(plan["max_kimg"]) - rank.EPS},
-            callbacks=[FinishedLedger(cexp), *opts.callbacks],
-            **keeping(metric, mode, opts.max_failures),
-            progress_reporter=tune.CLIReporter(
-                metric_columns=["kimg", metric],
-                parameter_columns={KEY_LABEL: "config", "runtime.seed": "seed"},
-                max_report_frequency=10,
-                # as the search's table (Ray's default follows a global verbosity that
-                # the search's fit has lowered by now)
-                print_intermediate_tables=True,
-            ),
-            verbose=opts.verbose,
-        ),
+    return CONFIRMATION.grid_tuner(
+        experiment,
+        trial_rows(plan, dict(search["fixed"])),
+        KEY_INDEX,
+        str(plan["metric"]),
+        str(plan["mode"]),
+        float(plan["max_kimg"]),
+        {KEY_LABEL: "config", "runtime.seed": "seed"},
+        opts,
     )
 
 
@@ -352,29 +287,7 @@ def prepare(experiment: str, opts: ConfirmOptions) -> dict[str, Any]:
 
 def run_confirmation(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> Any:
     """Run (or resume) the confirmation of ``plan`` (Ray is running); its ResultGrid."""
-    store = Store.open(confirm_path(experiment))
-    if not store.exists(layout.CONFIRM_FILE):
-        store.write_atomic(layout.CONFIRM_FILE, json.dumps(plan, indent=1).encode())
+    CONFIRMATION.write_plan(experiment, plan)
     k, s = len(plan["configs"]), len(plan["seeds"])
     logger.info("seed confirmation: %d configs x %d seeds = %d trials", k, s, k * s)
     return build_tuner(experiment, plan, opts).fit()
-
-
-def confirm_after_search(space: Any, experiment: str, opts: Any) -> None:
-    """The space's ``confirm:`` section, once the search ended: run or resume the
-    confirmation. What stops it (e.g. no trial finished) is a warning, not a failed search."""
-    copts = ConfirmOptions(
-        default_counts=(space.confirm.top_k, space.confirm.seeds),
-        max_failures=opts.max_failures,
-        cpus_per_trial=space.cpus_per_trial,
-        gpus_per_trial=space.gpus_per_trial,
-        max_concurrent=space.max_concurrent,
-        verbose=opts.verbose,
-        reuse_actors=opts.reuse_actors,
-    )
-    try:
-        plan = prepare(experiment, copts)
-    except FashionTuneError as exc:
-        logger.warning("seed confirmation skipped: %s", exc)
-        return
-    run_confirmation(experiment, plan, copts)

@@ -21,7 +21,9 @@ Beyond Ray's defaults (each a known gap of Ray Tune 2.60):
   before any trial reported is removed, so it never blocks its name;
 * the embedded Ray listens on loopback only and keeps its temp folder private.
 
-Ray's and Optuna's private internals used for this live in ``ray_private.py`` only.
+Ray's and Optuna's private internals used for this live in ``ray_private.py`` only; what
+the search shares with the experiments nested in its folder (trainable, resume, what runs
+keep, the embedded Ray) lives in ``experiments.py``.
 """
 
 from __future__ import annotations
@@ -37,22 +39,22 @@ import pyarrow.fs as pafs
 
 from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store, is_uri
-from fashion_tune.errors import FashionTuneError
 from fashion_tune.search import preflight, ray_private
 from fashion_tune.search.callbacks import FinishedLedger, SchedulerStateCallback
+from fashion_tune.search.experiments import (  # shared with the nested experiments
+    init_ray,
+    keeping,
+    make_trainable,
+    restore_tuner,
+    trial_name,
+)
 from fashion_tune.search.promotion import PausingLimiter, PromotionAsha
 from fashion_tune.search.searcher import PrunedAwareOptunaSearch, journal_storage
 from fashion_tune.search.space import Space
-from fashion_tune.search.trainable import quiet_vanished_temp_files, run_trial
 
 logger = logging.getLogger("fashion_tune.search")
 METRIC_COLUMNS = ["kimg", "fd", "recall", "diversity", "sym_excess", "img_per_s"]
 ASHA_STOP_MAX_T = 1e9  # Ray's stopping ASHA needs a max; compute budgets end per config
-
-
-def trial_name(trial: Any) -> str:
-    """Short trial names and folders (Ray's default folder name spells out every parameter)."""
-    return f"trial_{trial.trial_id}"
 
 
 @dataclass(frozen=True)
@@ -196,54 +198,6 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
     )
 
 
-def make_trainable(
-    fixed: dict[str, Any],
-    experiment: str,
-    cpus: float,
-    gpus: float,
-    compute_ref: dict[str, Any] | None = None,
-) -> Any:
-    """``run_trial`` with its settings and resources, as Tune wants a trainable (the
-    search's and the seed confirmation's)."""
-    from ray import tune
-
-    quiet_vanished_temp_files()
-    return tune.with_resources(
-        tune.with_parameters(
-            run_trial, fixed=fixed, experiment=experiment, compute_ref=compute_ref
-        ),
-        {"cpu": cpus, "gpu": gpus},
-    )
-
-
-def restore_tuner(experiment: str, trainable: Any) -> Any:
-    """Ray's Tuner of an experiment, its state files repaired first; unfinished and errored
-    trials resume (the caller has checked that the folder is trusted)."""
-    from ray import tune
-
-    from fashion_tune.search.recovery import repair_state_files
-
-    for fixed_name in repair_state_files(experiment):
-        logger.warning("repaired %s from the driver's staging copy (it was damaged)", fixed_name)
-    return tune.Tuner.restore(
-        experiment, trainable=trainable, resume_unfinished=True, resume_errored=True
-    )
-
-
-def keeping(metric: str, mode: str, max_failures: int) -> dict[str, Any]:
-    """RunConfig settings for what a run keeps: the 2 newest checkpoints (and the best by
-    ``metric``), retries of a failed trial, and trial artifacts synced to storage."""
-    from ray import tune
-
-    return {
-        "checkpoint_config": tune.CheckpointConfig(
-            num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
-        ),
-        "failure_config": tune.FailureConfig(max_failures=max_failures),
-        "sync_config": tune.SyncConfig(sync_artifacts=True),
-    }
-
-
 def make_scheduler(space: Space) -> Any:
     """The trial scheduler ``scheduler.type`` names: promotion ASHA (``asha``), Ray's
     stopping ASHA (``asha-stop``) or FIFO, over the budget ``scheduler.budget`` names."""
@@ -295,54 +249,6 @@ def compute_reference(space: Space, opts: SearchOptions) -> dict[str, Any]:
     return dict(_COMPUTE_REFS[key])
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join a cluster (``address``) or start a new embedded Ray bound to loopback.
-
-    The embedded Ray registers its node as 127.0.0.1, binds its ports to loopback, keeps
-    Ray's token authentication, and keeps its temp folder (where the driver stages its
-    state files) in a folder only this user can enter.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # state at every step
-    # ...which is deliberate: silence Ray's warning that snapshots come often
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
-    try:
-        if address:
-            preflight.probe_address(address)
-            ray.init(address=address, log_to_driver=True)
-        else:
-            temp_dir = ray_private.make_temp_root()
-            with ray_private.loopback_only():
-                ray.init(
-                    address="local",  # always a new embedded Ray, never a cluster left running
-                    num_cpus=num_cpus,
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    _temp_dir=str(temp_dir),
-                    log_to_driver=False,
-                )
-    except ConnectionError as exc:
-        hint = (
-            ""
-            if address == "auto"
-            else (
-                "; its head answers, so check its token (RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH) "
-                "and that it runs the same Ray version"
-            )
-        )
-        raise FashionTuneError(f"cannot join the Ray cluster at {address}: {exc}{hint}") from None
-    except ray.exceptions.AuthenticationError as exc:
-        first = str(exc).split(". ", 1)[0]
-        raise FashionTuneError(
-            f"the Ray cluster at {address} refused this driver ({first}); give its token "
-            "with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (see `ray get-auth-token`)"
-        ) from None
-
-
 SEARCH_FILE = layout.SEARCH_FILE  # the resolved space, beside Ray's own state
 
 
@@ -387,9 +293,8 @@ def describe_search(space: Space, opts: SearchOptions) -> dict[str, Any]:
 
 
 def run_search(space: Space, opts: SearchOptions) -> Any:
-    """Run (or resume) the search, then its seed confirmation if the space has a
-    ``confirm:`` section (``confirm.py``: resumed when it exists); returns the search's
-    ResultGrid.
+    """Run (or resume) the search; returns its ResultGrid (``pipeline.run`` runs what the
+    space asks for after it).
 
     Nothing is written before every check passed. A new experiment that fails before
     any trial reported is removed again, so its name is not blocked by a half-made one.
@@ -410,10 +315,6 @@ def run_search(space: Space, opts: SearchOptions) -> Any:
         if not opts.resume:
             _remove_half_made(store, before)
         raise
-    if space.confirm is not None:
-        from fashion_tune.search.confirm import confirm_after_search
-
-        confirm_after_search(space, exp, opts)
     return grid
 
 
