@@ -3,17 +3,24 @@
 * ``SchedulerStateCallback`` carries the scheduler's records in Ray's saved experiment state
   (Ray restores a scheduler as constructed and saves none of its records), so ``--resume``
   brings back rungs, promotions and which trials wait at a rung. For promotion ASHA it also
-  writes them as JSON into the experiment (``fashion_tune_scheduler.json``) for the report.
+  writes them as JSON into the experiment (``fashion_tune_scheduler.json``) for the report,
+  whenever Ray saves its state and they changed.
 * ``FinishedLedger`` records each finished trial's final result in the experiment folder at
   once (``fashion_tune_finished/``), so ``--resume`` never trains a finished trial again, and
   copies the Optuna journal into an experiment in object storage.
+* ``TrialLogKeeper`` puts a trial's logged results into storage before the trial starts
+  again (resumed from a rung, or retried after a failure): Ray's loggers then *replace*
+  the driver's copy with storage's, which lags by up to one experiment-state write, so
+  the rows reported since would be lost.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+import pyarrow.fs as pafs
 from ray.tune import Callback
 
 from fashion_tune import experiment_layout as layout
@@ -33,7 +40,10 @@ class SchedulerStateCallback(Callback):
         self._written = -1
 
     def get_state(self) -> dict | None:
+        """Called by Ray as it saves the experiment state: the JSON for the report is
+        written here too, so it always shows the snapshot a --resume restores."""
         if isinstance(self.scheduler, PromotionAsha):
+            self._write()
             return {"promotion": self.scheduler.get_state()}
         return ray_private.asha_rungs(self.scheduler)
 
@@ -42,9 +52,6 @@ class SchedulerStateCallback(Callback):
             self.scheduler.set_state((state or {}).get("promotion"))
         else:
             ray_private.restore_asha_rungs(self.scheduler, state)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self._write()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._write(force=True)
@@ -79,3 +86,33 @@ class FinishedLedger(Callback):
 
 def _jsonable(v: Any) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
+
+
+class TrialLogKeeper(Callback):
+    """Storage gets a trial's ``result.json`` / ``progress.csv`` before the trial restarts.
+
+    Ray's JSON and CSV loggers (installed after the callbacks given to the Tuner, so they
+    run after this one) restore those files from storage whenever a trial that has a
+    checkpoint starts, to carry them over a driver restart. Within one driver the staged
+    copy is the newer one: a trial paused at a rung and promoted before the next state
+    write came back without the rows of its last ticks. Pushing the staged copy first makes
+    the restore a no-op; after a driver restart there is no staged copy and storage's is
+    restored as before. One trial's logs per (re)start: O(1), not O(trials).
+    """
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        for name in (layout.RESULT_FILE, layout.PROGRESS_FILE):
+            try:
+                local, fs, remote = ray_private.trial_log_paths(trial, name)
+                if not local.is_file():
+                    continue
+                info_remote = fs.get_file_info(remote)
+                if info_remote.type == pafs.FileType.File and (
+                    info_remote.size >= local.stat().st_size
+                ):
+                    continue
+                pafs.copy_files(str(local), remote, destination_filesystem=fs)
+            except (OSError, AttributeError) as exc:  # the restore then works as Ray's
+                logging.getLogger("fashion_tune.search").warning(
+                    "could not save %s of %s before it restarts: %s", name, trial, exc
+                )

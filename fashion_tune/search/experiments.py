@@ -101,7 +101,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # state at every step
+    # state as often as it costs <= 5% of the driver (every step while writes are cheap)
+    ray_private.adaptive_state_writes()
     # ...which is deliberate: silence Ray's warning that snapshots come often
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
@@ -208,7 +209,7 @@ class Nested:
         from ray import tune
         from ray.tune.schedulers import FIFOScheduler
 
-        from fashion_tune.search.callbacks import FinishedLedger
+        from fashion_tune.search.callbacks import FinishedLedger, TrialLogKeeper
 
         where = self.path(experiment)
         search = json.loads(Store.open(experiment).read_bytes(layout.SEARCH_FILE))
@@ -239,7 +240,7 @@ class Nested:
                 storage_path=experiment,
                 # the search's budget, also when its scheduler stopped short of total_kimg
                 stop={"kimg": float(max_kimg) - EPS},
-                callbacks=[FinishedLedger(where), *opts.callbacks],
+                callbacks=[FinishedLedger(where), TrialLogKeeper(), *opts.callbacks],
                 **keeping(metric, mode, opts.max_failures),
                 progress_reporter=tune.CLIReporter(
                     metric_columns=["kimg", metric],

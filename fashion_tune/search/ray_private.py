@@ -11,7 +11,11 @@ that have no public API for what it needs:
   registers its node as 127.0.0.1 and binds its gRPC ports to loopback (Ray otherwise
   turns 127.0.0.1 into the machine's routable address);
 * Ray's temp-folder layout (``<temp>/session_*/artifacts/*/<name>/driver_artifacts``):
-  where the driver stages its state files before copying them to storage.
+  where the driver stages its state files before copying them to storage;
+* ``_ExperimentCheckpointManager``'s "auto" period: how often the experiment state is
+  written (``adaptive_state_writes``);
+* a trial's ``local_path`` / ``storage`` (where the driver logs its results, and where
+  storage keeps them): ``trial_log_paths``.
 
 Each is checked against the versions this module was written for: on others the search
 fails at once with a message saying so, instead of misbehaving quietly.
@@ -143,6 +147,59 @@ def mark_trial_changed(tune_controller: Any, trial: Any) -> None:
     if mark is not None:
         check_versions()
         mark(trial)
+
+
+# -- how often Ray writes the experiment state ----------------------------------------------
+STATE_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"  # Ray's: seconds, or "auto"
+STATE_SHARE = 0.05  # at most this share of the driver's time goes into state writes
+
+
+def adaptive_state_writes() -> None:
+    """Write the experiment state as often as costs <= 5% of the driver's time.
+
+    Ray's "auto" period is ``max(10 s, 19 x the last write's time)``. Each write holds every
+    trial (~25 KB each, mostly Ray's per-metric statistics), so a fixed period is either
+    too rare for small searches (a driver killed 10 s after a trial paused at a rung brings
+    it back running) or, at every step, costs O(trials) per step: 48 ms per step at 100
+    trials, the whole driver at 1,000 (benchmarks/RESULTS.md, "Scale"). Without the 10 s
+    floor the period is ~0.1 s (every step) while writes take milliseconds and grows with
+    them. ``TUNE_GLOBAL_CHECKPOINT_S`` set to a number still fixes the period (Ray's
+    setting). Patches Ray's class in this process (the driver); idempotent.
+    """
+    check_versions()
+    from ray.tune.execution import experiment_state
+
+    os.environ.setdefault(STATE_PERIOD_ENV, "auto")
+    cls = experiment_state._ExperimentCheckpointManager
+    if getattr(cls, "_fashion_tune_adaptive", False):
+        return
+    init = cls.__init__
+    factor = (1 - STATE_SHARE) / STATE_SHARE
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self._auto_checkpoint_enabled:
+            self._checkpoint_period = 0.0  # the first write times the next period
+
+    def _update_auto_checkpoint_time(self: Any, time_taken: float) -> None:
+        if self._auto_checkpoint_enabled:
+            self._checkpoint_period = factor * time_taken
+
+    setattr(cls, "__init__", __init__)  # noqa: B010 (a method of Ray's class, on purpose)
+    setattr(cls, "_update_auto_checkpoint_time", _update_auto_checkpoint_time)  # noqa: B010
+    setattr(cls, "_fashion_tune_adaptive", True)  # noqa: B010
+
+
+def trial_log_paths(trial: Any, name: str) -> tuple[Path, Any, str]:
+    """(the driver's staged copy, the storage filesystem, the storage path) of one of a
+    trial's log files (``result.json``, ``progress.csv``)."""
+    check_versions()
+    storage = trial.storage
+    return (
+        Path(trial.local_path) / name,
+        storage.storage_filesystem,
+        f"{storage.trial_fs_path.rstrip('/')}/{name}",
+    )
 
 
 # -- the embedded Ray: loopback only, in a private temp folder ------------------------------

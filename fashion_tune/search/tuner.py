@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 from fashion_tune import experiment_layout as layout
 from fashion_tune.data.storage import Store, is_uri
 from fashion_tune.search import preflight, ray_private
-from fashion_tune.search.callbacks import FinishedLedger, SchedulerStateCallback
+from fashion_tune.search.callbacks import FinishedLedger, SchedulerStateCallback, TrialLogKeeper
 from fashion_tune.search.experiments import (  # shared with the nested experiments
     init_ray,
     keeping,
@@ -167,7 +167,12 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
             searcher = PausingLimiter(searcher, max_concurrent=max_concurrent)
     else:
         limit = max_concurrent or None  # OptunaSearch otherwise starts one pending trial
-    callbacks = [SchedulerStateCallback(scheduler, exp), FinishedLedger(exp), *opts.callbacks]
+    callbacks = [
+        SchedulerStateCallback(scheduler, exp),
+        FinishedLedger(exp),
+        TrialLogKeeper(),
+        *opts.callbacks,
+    ]
     columns = [*METRIC_COLUMNS[:1], "compute", *METRIC_COLUMNS[1:]]
     return tune.Tuner(
         trainable,
