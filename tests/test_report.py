@@ -248,3 +248,56 @@ def test_an_experiment_from_before_the_new_metrics_still_reports(
     assert all(t["rank"] for t in doc["trials"] if t["best"] is not None)
     assert "recall_at_best" not in doc["trials"][0] and "sym_gap_at_best" in doc["trials"][0]
     assert "sym\\_gap" in (out / "report.md").read_text()  # Markdown-escaped
+
+
+# -- the all-trials curves plot at many trials --------------------------------------------------
+def _curves_axes(monkeypatch: pytest.MonkeyPatch, n: int, top_k: int) -> Any:
+    """metric_vs_kimg over ``n`` made-up trials (ranked by best fd); its axes, unsaved."""
+    from fashion_tune.report import plots
+    from fashion_tune.report.collect import TrialRecord
+    from fashion_tune.report.rank import Entry
+
+    entries = []
+    for i in range(n):
+        rows = [{"kimg": 0.5 * k, "fd": 10.0 + i + 1 / k} for k in range(1, 2 + i % 4)]
+        trial = TrialRecord(f"t{i:04d}", f"trial_t{i:04d}", "TERMINATED", rows=rows)
+        outcome = "stopped" if i % 4 < 3 else "finished"
+        entries.append(
+            Entry(trial, rows[-1]["fd"], rows[-1], rows[-1]["fd"], 0.5, outcome, None, i + 1)
+        )
+    entries.append(
+        Entry(TrialRecord("none", "trial_none", "ERROR"), None, None, None, 0, "errored", None)
+    )
+    assert plots.curve_counts(entries, "fd", top_k) == (n, min(n, top_k))
+    saved: list[Any] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig) or path)
+    plots.metric_vs_kimg(entries, "fd", top_k, [0.5, 1.0], 2.0, Path("unused.png"))
+    return saved[0].axes[0]
+
+
+def test_curves_of_many_trials_keep_the_top_readable(monkeypatch: pytest.MonkeyPatch):
+    from matplotlib.collections import LineCollection
+
+    few = _curves_axes(monkeypatch, 40, 3)  # as before: every trial a line with its points
+    assert not [c for c in few.collections if isinstance(c, LineCollection)]
+    assert len([ln for ln in few.lines if ln.get_marker() == "."]) == 40
+
+    many = _curves_axes(monkeypatch, 150, 3)
+    (rest,) = [c for c in many.collections if isinstance(c, LineCollection)]
+    assert len(rest.get_segments()) == 147  # the others: one thin, faint collection
+    assert rest.get_alpha() < 0.5 and max(rest.get_linewidths()) < 1
+    top = [ln for ln in many.lines if ln.get_marker() == "."]
+    assert len(top) == 3  # only the top trials have points, in colour, above the rest
+    assert all(ln.get_zorder() > rest.get_zorder() and ln.get_linewidth() == 2 for ln in top)
+    assert len({ln.get_color() for ln in top}) == 3
+    labels = [t.get_text() for t in many.get_legend().get_texts()]
+    assert labels[:4] == [
+        "#1 trial_t0000",
+        "#2 trial_t0001",
+        "#3 trial_t0002",
+        "the other 147 trials",
+    ]
+    import matplotlib.pyplot as plt
+
+    plt.close(few.figure)
+    plt.close(many.figure)

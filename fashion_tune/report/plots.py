@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -52,6 +53,16 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[flo
     return xs, ys
 
 
+MANY_CURVES = 100  # above this many curves the other trials are drawn thin and faint
+
+
+def curve_counts(entries: list[Entry], metric: str, top_k: int) -> tuple[int, int]:
+    """How many trials :func:`metric_vs_kimg` draws (those with a finite point), and how
+    many of them are in the top k."""
+    drawn = [e for e in entries if _series(e.trial.rows, metric)[0]]
+    return len(drawn), sum(1 for e in drawn if e.rank is not None and e.rank <= top_k)
+
+
 def metric_vs_kimg(
     entries: list[Entry],
     metric: str,
@@ -60,25 +71,62 @@ def metric_vs_kimg(
     budget: float | None,
     path: Path,
 ) -> Path:
-    """Every trial's curve; where a line ends before the budget, ASHA (or an error) stopped it."""
+    """Every trial's curve; where a line ends before the budget, ASHA (or an error) stopped it.
+
+    Up to :data:`MANY_CURVES` curves every trial is drawn with its points. Above, the
+    trials outside the top k are one faint collection of thin lines without points (and
+    small, faint end marks), so the top trials stay readable on top of hundreds of
+    others, and drawing stays fast.
+    """
     fig, ax = plt.subplots(figsize=(9, 4.6))
     col = colours(entries, top_k)
     for r in rungs:
         ax.axvline(r, color="#dddddd", lw=1, ls="--", zorder=0)
     end = {"stopped": ("x", "black"), "diverged": ("X", "red"), "errored": ("X", "red")}
-    for e in reversed(entries):  # the best drawn last, on top
-        xs, ys = _series(e.trial.rows, metric)
-        if not xs:
-            continue
+    series = [(e, *_series(e.trial.rows, metric)) for e in entries]
+    series = [(e, xs, ys) for e, xs, ys in series if xs]
+    many = len(series) > MANY_CURVES
+    rest: list[list[tuple[float, float]]] = []
+    rest_ends: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for e, xs, ys in reversed(series):  # the best drawn last, on top
         top = e.rank is not None and e.rank <= top_k
         c = col[e.trial.trial_id]
-        label = _text(f"#{e.rank} {e.name}") if top else None
-        ax.plot(xs, ys, color=c, lw=2 if top else 1, marker=".", label=label, zorder=3)
         marker, mc = end.get(e.outcome, ("o", c))
-        ax.plot(xs[-1], ys[-1], marker=marker, color=mc, ms=8, mew=2, zorder=4, ls="none")
+        if many and not top:
+            rest.append(list(zip(xs, ys)))
+            ex, ey = rest_ends.setdefault((marker, mc), ([], []))
+            ex.append(xs[-1])
+            ey.append(ys[-1])
+            continue
+        label = _text(f"#{e.rank} {e.name}") if top else None
+        z = 5 if many else 3
+        ax.plot(xs, ys, color=c, lw=2 if top else 1, marker=".", label=label, zorder=z)
+        ax.plot(xs[-1], ys[-1], marker=marker, color=mc, ms=8, mew=2, zorder=z + 1, ls="none")
+    if rest:
+        alpha = min(0.35, max(0.08, 30 / len(rest)))
+        ax.add_collection(
+            LineCollection(rest, colors="#808080", linewidths=0.6, alpha=alpha, zorder=2)
+        )
+        for (marker, mc), (ex, ey) in rest_ends.items():
+            red = mc == "red"  # diverged / errored: drawn over the many stopped marks
+            ax.plot(
+                ex,
+                ey,
+                marker=marker,
+                color=mc if red or mc == "black" else "#808080",
+                ms=5 if red else 4,
+                mew=1,
+                alpha=0.7 if red else 0.35,
+                ls="none",
+                zorder=2.2 if red else 2.1,
+            )
+        ax.autoscale_view()
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: int(labels[i][1:].split()[0]))
     handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    if rest:
+        handles.append(Line2D([], [], color="#808080", lw=1))
+        labels.append(f"the other {len(rest):,} trials")
     handles += [
         Line2D([], [], marker="x", color="black", ms=8, mew=2, ls="none"),
         Line2D([], [], marker="X", color="red", ms=8, ls="none"),

@@ -17,6 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fashion_tune.report import confirm as confirm_mod
 from fashion_tune.report.model import Report, TopTrial
+from fashion_tune.report.plots import MANY_CURVES, curve_counts
 from fashion_tune.report.rank import Entry, finite, symmetry_metric
 
 # shown beside the ranking metric: quality, fidelity / diversity, symmetry (sym_gap for
@@ -69,6 +70,7 @@ def command(top: TopTrial) -> str:
 # -- CSV / JSON ----------------------------------------------------------------------------
 def records(report: Report) -> list[dict[str, Any]]:
     exported = {t.entry.trial.trial_id: t.export for t in report.top}
+    side = side_metrics(report)  # once: it reads every row of every trial
     out = []
     for e in report.entries:
         row = e.best_row or {}
@@ -87,7 +89,7 @@ def records(report: Report) -> list[dict[str, Any]]:
             "kimg": e.kimg,
             "ticks": len(e.trial.rows),
         }
-        for m in side_metrics(report):
+        for m in side:
             rec[f"{m}_at_best"] = finite(row.get(m))
         rec["best_checkpoint"] = e.checkpoint.name if e.checkpoint else None
         rec["exported_checkpoint"] = (
@@ -174,6 +176,7 @@ def _board(report: Report, side: list[str], keys: list[str]) -> list[dict[str, A
                 "top": e.trial.trial_id in anchors,
                 "anchor": anchors.get(e.trial.trial_id, ""),
                 "outcome": outcome_text(e),
+                "outcome_kind": e.outcome,
                 "outcome_class": e.outcome.replace(" ", "-"),
                 "best": fmt(e.best),
                 "best_kimg": fmt(finite(row.get("kimg"))),
@@ -314,6 +317,8 @@ def html_context(report: Report) -> dict[str, Any]:
     pts = {n: (q, g) for n, q, g in report.pareto_points}
     ranks = {e.name: e.rank for e in report.entries if e.rank}
     front = [(ranks.get(n, "–"), n, fmt(pts[n][0]), fmt(pts[n][1])) for n in report.pareto_front]
+    drawn, top_drawn = curve_counts(report.entries, report.metric, report.top_k)
+    curves = {"drawn": drawn, "top": top_drawn, "many": MANY_CURVES}
     return {
         "name": report.exp.name,
         "location": report.exp.location,
@@ -334,6 +339,7 @@ def html_context(report: Report) -> dict[str, Any]:
         "importance": _importance(report),
         "asha": _asha(report),
         "curves_all": report.figures.get("curves_all"),
+        "curves": curves,
         "pareto_img": report.figures.get("pareto"),
         "importance_img": report.figures.get("importance"),
         "asha_img": report.figures.get("asha"),
