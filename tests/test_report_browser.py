@@ -316,7 +316,7 @@ def many_entries(entries: list[Any], n: int) -> list[Any]:
     return out
 
 
-def test_leaderboard_stays_fast_at_1200_rows(
+def test_leaderboard_sorts_and_filters_1200_rows(
     injected: tuple[Path, Any], chromium: Any, tmp_path: Path
 ):
     from fashion_tune.report.render import write_html
@@ -373,7 +373,6 @@ def test_leaderboard_stays_fast_at_1200_rows(
     finally:
         page.close()
     assert_quiet(found)
+    # timings are printed, never asserted (a test holds no timing threshold): 0.1-2 s each
+    # on 2 shared cores, mostly the table's reflow
     print("leaderboard at", n, "rows, ms:", {k: round(v) for k, v in times.items()})
-    # 0.1-2 s each on 2 CPU cores shared by many jobs (mostly the table's reflow); a
-    # per-row reflow or sort would take minutes at this size
-    assert max(times.values()) < 6000, times
