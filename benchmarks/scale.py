@@ -195,7 +195,7 @@ PROFILED = {
         ("ray.tune.execution.tune_controller", "TuneController", "checkpoint"),
     ],
     "scheduler file": [
-        ("fashion_tune.search.callbacks", "SchedulerStateCallback", "on_step_end"),
+        ("fashion_tune.search.callbacks", "SchedulerStateCallback", "_write"),
     ],
     "ledger": [
         ("fashion_tune.search.callbacks", "FinishedLedger", "on_trial_complete"),

@@ -139,7 +139,13 @@ def search(
     try:
         best = grid.get_best_result(sp.metric, sp.mode, scope="all")
         where = f"{exp.rstrip('/')}/{best.path.rstrip('/').rpartition('/')[2]}"  # Ray drops s3://
-        console.print(f"best {sp.metric}: {best.metrics.get(sp.metric)} ({where})")
+        df = best.metrics_dataframe  # scope="all" picks by the best tick, not the last
+        values = df[sp.metric].dropna() if df is not None and sp.metric in df else None
+        value = best.metrics.get(sp.metric)
+        if values is not None and len(values):
+            value = values.min() if sp.mode == "min" else values.max()
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else value
+        console.print(f"best {sp.metric}: {shown} ({where})")
     except RuntimeError:
         pass
     console.print(f"next: fashion-tune report {exp}")
