@@ -33,6 +33,8 @@ bench: setup
 	$(BIN)/python benchmarks/search_overhead.py
 	$(BIN)/python benchmarks/search_efficiency.py
 	$(BIN)/python benchmarks/gpu_packing.py
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/chaos.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
