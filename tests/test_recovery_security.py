@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +128,26 @@ def test_pickle_check_runs_nothing(marker: Path) -> None:
 # -- the temp root Ray is started in --------------------------------------------------------
 
 
-def test_temp_root_is_created_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(ray_private.TEMP_ENV, str(tmp_path / "fresh"))
-    ray_dir = ray_private.make_temp_root()
-    assert ray_dir == tmp_path / "fresh" / "ray"
-    assert (tmp_path / "fresh").stat().st_mode & 0o777 == 0o700
+def test_temp_root_is_created_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    short = Path(tempfile.mkdtemp(prefix="ftt-", dir="/tmp"))  # Ray's sockets fit under it
+    try:
+        monkeypatch.setenv(ray_private.TEMP_ENV, str(short / "fresh"))
+        ray_dir = ray_private.make_temp_root()
+        assert ray_dir == short / "fresh" / "ray"
+        assert (short / "fresh").stat().st_mode & 0o777 == 0o700
+    finally:
+        shutil.rmtree(short)
+
+
+def test_temp_root_too_long_for_rays_sockets_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray would fail deep inside ray.init with a traceback (AF_UNIX paths hold 107 bytes)."""
+    root = tmp_path / ("x" * 60)
+    monkeypatch.setenv(ray_private.TEMP_ENV, str(root))
+    with pytest.raises(FashionTuneError, match="too long for Ray's socket paths"):
+        ray_private.make_temp_root()
+    assert not root.exists()  # nothing made
 
 
 @pytest.mark.parametrize("problem", ["open", "link", "file"])

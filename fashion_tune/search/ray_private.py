@@ -259,6 +259,11 @@ def temp_root() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / f"fashion-tune-{os.getuid()}"
 
 
+# what Ray appends to the temp root for its longest socket; a Unix socket path holds 107 bytes
+SOCKET_TAIL = "/ray/session_2026-12-04_04-55-51_273334_4194304/sockets/plasma_store"
+SOCKET_PATH_MAX = 107
+
+
 def make_temp_root() -> Path:
     """Create (mode 0700) or check the private temp root; Ray's temp folder is ``<root>/ray``.
 
@@ -266,6 +271,13 @@ def make_temp_root() -> Path:
     else can reach them, so the state files staged there can be trusted on --resume.
     """
     root = temp_root()
+    longest = len(str(root.absolute())) + len(SOCKET_TAIL)
+    if longest > SOCKET_PATH_MAX:
+        raise FashionTuneError(
+            f"Ray's temp folder {root} is too long for Ray's socket paths ({longest} of at "
+            f"most {SOCKET_PATH_MAX} bytes); set {TEMP_ENV} to a folder of at most "
+            f"{SOCKET_PATH_MAX - len(SOCKET_TAIL)} characters"
+        )
     try:
         root.mkdir(mode=0o700, parents=True)
     except FileExistsError:
