@@ -369,7 +369,7 @@ def prepare_data(out: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=1000, help="the large live search")
-    ap.add_argument("--base", type=int, default=100, help="the small live search beside it")
+    ap.add_argument("--base", type=int, default=100, help="a smaller search beside it (0: none)")
     ap.add_argument("--slots", type=int, default=2, help="concurrent trials (1 CPU each)")
     ap.add_argument("--replay", type=int, nargs="*", default=[100, 1000, 10000])
     ap.add_argument("--workers", type=int, default=16, help="simulated workers of the replay")
@@ -387,8 +387,8 @@ def main() -> None:
         res = live_one(args.live_one, args.slots, args.data, args.workdir)
         args.json.write_text(json.dumps(res, indent=1))
         return
-    if args.smoke:
-        args.trials, args.base, args.replay, args.workers = 6, 3, [50, 200], 4
+    if args.smoke:  # one live search of 4 trials on the shared tiny smoke set
+        args.trials, args.base, args.replay, args.workers = 4, 0, [50, 200], 4
     print("# scale: " + ("SMOKE RUN, numbers meaningless" if args.smoke else "full run"))
     print(f"machine: {machine()}; load average {loadavg()}")
     out: dict[str, Any] = {"machine": machine()}
@@ -397,9 +397,16 @@ def main() -> None:
         out["replay"] = replay_costs(args.replay, args.workers)
     if not args.replay_only:
         cache = Path(os.environ.get("FASHION_TUNE_CACHE", Path.home() / ".cache/fashion-tune"))
-        data = args.data or prepare_data(cache / "bench-fmnist-2000")
+        if args.data:
+            data = args.data
+        elif args.smoke:
+            from _bench_common import smoke_shards
+
+            data = str(smoke_shards())
+        else:
+            data = prepare_data(cache / "bench-fmnist-2000")
         rows = []
-        for n in (args.base, args.trials):
+        for n in (args.base, args.trials) if args.base else (args.trials,):
             print(f"\n## live search of {n} trials ({args.slots} slots) ...", flush=True)
             keep = args.keep / f"scale{n}" if args.keep else None
             rows.append(live(n, args.slots, data, keep))
