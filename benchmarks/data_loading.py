@@ -25,6 +25,8 @@ Generated inputs (JPEG trees, shard sets, IDX copies) are kept under
 ``--data-dir`` and reused by later runs.
 
 Run: ``.venv/bin/python benchmarks/data_loading.py [--quick]`` (``make bench``).
+``--smoke`` runs every contender for a handful of batches (a 500-image Fashion-MNIST set,
+128 JPEGs per tree) in seconds, to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import numpy as np
 import PIL
 import torch
 import torchvision
+from _bench_common import SMOKE_HELP, SMOKE_IMAGES, smoke_banner
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
@@ -128,6 +131,28 @@ QUICK = Plan(
             "a-workers": Counts(10, 50),
             "b": Counts(2, 5),
             "d": Counts(50, 2000),
+        },
+    },
+)
+
+
+SMOKE = Plan(
+    gray_jpegs=128,  # at least one full batch of 64 per tree
+    rgb_jpegs=128,
+    counts={
+        S32: {
+            "a-main": Counts(1, 2),
+            "a-workers": Counts(1, 2),
+            "b": Counts(1, 1),
+            "c-main": Counts(1, 2),
+            "c-workers": Counts(1, 2),
+            "d": Counts(1, 2),
+        },
+        S64: {
+            "a-main": Counts(1, 2),
+            "a-workers": Counts(1, 2),
+            "b": Counts(1, 1),
+            "d": Counts(1, 2),
         },
     },
 )
@@ -499,12 +524,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (< 30 s)")
     parser.add_argument("--data-dir", type=Path, help="where generated inputs are kept")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     data_dir: Path = args.data_dir or cache_root() / "bench-data"
     data_dir.mkdir(parents=True, exist_ok=True)
 
     info = machine()
+    if args.smoke:
+        smoke_banner(
+            "data_loading.py",
+            f"1-2 batches per contender, a {SMOKE_IMAGES}-image 32 px set, "
+            f"{plan.rgb_jpegs} JPEGs per tree",
+        )
     print("Data loading benchmark" + (" (--quick)" if args.quick else ""))
     for k, v in info.items():
         print(f"  {k:<12} {v}")
@@ -515,8 +547,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # setting 1: Fashion-MNIST, 32 px grayscale
     counts = plan.counts[S32]
-    print(f"\n[{S32}] Fashion-MNIST train split (60,000 rows), 1x32x32 uint8")
-    shards = shard_set(data_dir, "fmnist-32", "fashion-mnist", None, size=32)
+    if args.smoke:
+        print(f"\n[{S32}] Fashion-MNIST, first {SMOKE_IMAGES} rows, 1x32x32 uint8")
+        name = f"fmnist-32-{SMOKE_IMAGES}"
+        shards = shard_set(data_dir, name, "fashion-mnist", None, size=32, limit=SMOKE_IMAGES)
+    else:
+        print(f"\n[{S32}] Fashion-MNIST train split (60,000 rows), 1x32x32 uint8")
+        shards = shard_set(data_dir, "fmnist-32", "fashion-mnist", None, size=32)
     gray = jpeg_tree(data_dir, "gray", plan.gray_jpegs)
     n, kb, size = jpeg_stats(gray)
     print(f"  (b) JPEG subset: {n} files, {size[0]}x{size[1]} grayscale, mean {kb:.1f} KiB")
@@ -552,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "machine": info,
             "quick": args.quick,
+            "smoke": args.smoke,
             "plan": asdict(plan),
             "measurements": [{**asdict(m), "median": m.median} for m in ms],
             "ratios": ratios,

@@ -21,8 +21,10 @@ Then, unless ``--no-speed``, it runs the training-speed benchmark's CUDA rows
 (``benchmarks/training_speed.py --device cuda``: bf16, channels_last and torch.compile on
 and off, against the pytorch/examples DCGAN).
 
-Without CUDA it says so and exits 0 (``--cpu-smoke`` runs the harness on the CPU with tiny
-counts, to check it; its numbers mean nothing).
+Without CUDA it says so and exits 0. ``--smoke`` runs the harness in seconds, to check it:
+2 trials of 10 + 10 steps, widths 8, on a 500-image 32 px set, on the GPU when there is one,
+else on the CPU (``--cpu-smoke``: always on the CPU); no training-speed rows; its numbers mean
+nothing. Counts given on the command line still apply.
 
 Run: ``.venv/bin/python benchmarks/gpu_packing.py [--trials 1 2 4 8] [--compile] [--json F]``.
 """
@@ -42,9 +44,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _bench_common import SMOKE_HELP, SMOKE_IMAGES, smoke_banner, smoke_shards
+
 ROOT = Path(__file__).resolve().parent.parent
 SPACE = ROOT / "search_spaces" / "dcgan_symmetry.yaml"
 PROGRESS_EVERY = 10  # train() calls progress every 10 steps
+DEFAULTS = {"trials": [1, 2, 4, 8], "warmup": 50, "steps": 300}
+SMOKE = {"trials": [2], "warmup": 10, "steps": 10}
+SMOKE_CONFIG = {
+    "model.g_width": 8,
+    "model.d_width": 8,
+    "metrics.num_samples": 64,
+    "metrics.kid_subset_size": 32,
+}
 MEM_SHARE = 0.95  # the trainable's cap for a fractional GPU: 0.95 x the share
 
 
@@ -83,6 +95,8 @@ def trial_config(data: str, n: int, args: argparse.Namespace, device: str) -> An
         overrides["runtime.gpu_mem_frac"] = round(MEM_SHARE / n, 4)
     if device == "cpu":
         overrides["runtime.threads"] = 1
+    if args.smoke or args.cpu_smoke:
+        overrides.update(SMOKE_CONFIG)
     return space.first_config(overrides)
 
 
@@ -194,32 +208,48 @@ def fashion_mnist_64(data_dir: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--trials", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--warmup", type=int, default=50, help="steps before timing")
-    parser.add_argument("--steps", type=int, default=300, help="timed steps per trial")
+    parser.add_argument("--trials", type=int, nargs="+", help="trials per GPU (1 2 4 8)")
+    parser.add_argument("--warmup", type=int, help="steps before timing (50)")
+    parser.add_argument("--steps", type=int, help="timed steps per trial (300)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the models")
     parser.add_argument("--data-dir", type=Path, help="where the 64 px shard set is kept")
     parser.add_argument("--data", help="a prepared shard set to use instead (any size)")
     parser.add_argument("--timeout", type=float, default=900, help="s to wait for a trial")
     parser.add_argument("--no-speed", action="store_true", help="skip training_speed's CUDA rows")
-    parser.add_argument("--cpu-smoke", action="store_true", help="check the harness on the CPU")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    parser.add_argument("--cpu-smoke", action="store_true", help="--smoke, on the CPU")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
+    smoke = args.smoke or args.cpu_smoke
+    for name, value in (SMOKE if smoke else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.warmup % PROGRESS_EVERY or args.steps % PROGRESS_EVERY or args.warmup < 1:
         parser.error(f"--warmup and --steps must be positive multiples of {PROGRESS_EVERY}")
 
     message = no_cuda_message()
-    if message and not args.cpu_smoke:
+    if message and not smoke:
         print(message)
         return 0
-    device = "cpu" if args.cpu_smoke else "cuda"
+    device = "cpu" if args.cpu_smoke or message else "cuda"
     import torch
 
+    if smoke:
+        smoke_banner(
+            "gpu_packing.py",
+            f"trials {args.trials}, {args.warmup} + {args.steps} steps, widths 8, on the "
+            f"{device}, a {SMOKE_IMAGES}-image 32 px set unless --data",
+        )
     print("GPU packing: aggregate images/s with N trials of dcgan_symmetry.yaml's default point")
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (--cpu-smoke)"
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none (CPU smoke run)"
     print(f"  gpu      {gpu}; torch {torch.__version__}")
     print(f"  counts   warmup {args.warmup} + {args.steps} timed steps; compile {args.compile}")
-    data = args.data or fashion_mnist_64(args.data_dir)
+    if args.data:
+        data = args.data
+    elif smoke:
+        data = str(smoke_shards())
+    else:
+        data = fashion_mnist_64(args.data_dir)
     rows = []
     for n in args.trials:
         row = measure(n, data, args, device)
@@ -247,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"gpu": gpu, "rows": rows}, indent=1))
-    if not args.no_speed and device == "cuda":
+    if not args.no_speed and device == "cuda" and not smoke:
         print("\nTraining-speed benchmark, CUDA rows:", flush=True)
         cmd = [sys.executable, str(ROOT / "benchmarks" / "training_speed.py"), "--device", "cuda"]
         return subprocess.call(cmd, env=os.environ.copy())

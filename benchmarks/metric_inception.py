@@ -10,12 +10,18 @@ reference's multi-task feature space), by the old ruler (a label classifier's fd
 rebuilt here) and by Inception (StyleGAN3's TorchScript network from the `inception`
 extra: FID and KID against ``--n-real`` real training images). Prints every checkpoint's
 scores and the Spearman rank correlations with Inception FID and KID.
+
+``--smoke`` (no experiment needed) trains one tiny generator for 2 ticks on a 500-image set,
+keeps both checkpoints in a temp experiment folder and scores them with 8 fakes against 8
+reals: seconds, to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +29,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import loadavg, machine
+from _bench_common import (
+    SMOKE_HELP,
+    SMOKE_IMAGES,
+    SMOKE_THREADS,
+    loadavg,
+    machine,
+    smoke_banner,
+    smoke_shards,
+)
 
 from fashion_tune.checkpoint import load
 from fashion_tune.config import MetricsConfig
@@ -54,15 +68,63 @@ def checkpoints(exp: Path, per_trial: int) -> list[Path]:
     return out
 
 
+def smoke_experiment(data: str, folder: Path) -> Path:
+    """An experiment folder as a search leaves it (``trial_*/checkpoint_*/checkpoint.pt``):
+    one tiny generator trained for 2 ticks, both checkpoints kept."""
+    from fashion_tune.config import TrialConfig
+    from fashion_tune.training import train
+
+    cfg = TrialConfig().with_overrides(
+        {
+            "data.path": data,
+            "data.batch_size": 32,
+            "model.z_dim": 16,
+            "model.g_width": 8,
+            "model.d_width": 8,
+            "schedule.total_kimg": 0.128,
+            "schedule.tick_kimg": 0.064,
+            "metrics.num_samples": 64,
+            "metrics.kid_subset_size": 32,
+            "metrics.kid_subsets": 5,
+            "runtime.threads": SMOKE_THREADS,
+            "runtime.device": "cpu",
+        }
+    )
+    trial = folder / "smoke" / "trial_smoke"
+    ticks = folder / "ticks"
+    train(cfg, folder / "run", log=lambda _: None, checkpoint_root=ticks, keep_checkpoints=2)
+    for i, tick in enumerate(sorted(ticks.glob("tick-*"))):
+        shutil.copytree(tick, trial / f"checkpoint_{i:06d}")
+    return trial.parent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("experiment", type=Path)
+    ap.add_argument("experiment", type=Path, nargs="?", help="(not with --smoke)")
     ap.add_argument("--data", default="data/fashion-mnist-32")
     ap.add_argument("--n-fake", type=int, default=250)
     ap.add_argument("--n-real", type=int, default=500)
     ap.add_argument("--per-trial", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    if args.smoke:
+        smoke_banner(
+            "metric_inception.py",
+            f"2 checkpoints of one tiny generator, 8 fakes, 8 reals, a {SMOKE_IMAGES}-image set",
+        )
+        with tempfile.TemporaryDirectory(prefix="metric-inception-smoke-") as tmp:
+            data = str(smoke_shards())
+            args.data, args.n_fake, args.n_real, args.per_trial = data, 8, 8, 2
+            args.experiment = smoke_experiment(data, Path(tmp))
+            run(args)
+        return
+    if args.experiment is None:
+        ap.error("the experiment folder is required (or --smoke)")
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(SMOKE_THREADS if args.smoke else 2)
     shards = ShardSet(args.data)
     loc, _, _ = reference.ensure(args.data)
     new = reference.load(loc, shards)

@@ -6,6 +6,9 @@ classifier), side by side; plus what one evaluation costs in each.
 
 Prints a Markdown table (paste into RESULTS.md), the orderings the test suite requires
 with PASS / FAIL, and the cost ratio of scoring with the new ruler vs the old one.
+
+``--smoke``: 100 images per case from a 500-image set, to check the code path in seconds;
+its numbers (and PASS / FAIL lines) mean nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import loadavg, machine
+from _bench_common import (
+    SMOKE_HELP,
+    SMOKE_IMAGES,
+    SMOKE_THREADS,
+    loadavg,
+    machine,
+    smoke_banner,
+    smoke_shards,
+)
 
 from fashion_tune.config import MetricsConfig
 from fashion_tune.data.reader import ShardSet
@@ -32,8 +43,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/fashion-mnist-32")
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.smoke:
+        args.n = 100
+        smoke_banner("metric_sanity.py", f"{args.n} images per case, a {SMOKE_IMAGES}-image set")
+        args.data = str(smoke_shards())
+        torch.set_num_threads(SMOKE_THREADS)
     shards = ShardSet(args.data)
     loc, _, _ = reference.ensure(args.data)
     new = reference.load(loc, shards)

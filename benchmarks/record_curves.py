@@ -26,6 +26,11 @@ around a 3-tick running median) next to the spread between configs at the same b
 
 Run: ``.venv/bin/python benchmarks/record_curves.py [--configs 48 --jobs 2]`` then
 ``.venv/bin/python benchmarks/record_curves.py --noise``.
+
+``--smoke`` records 2 tiny configs (widths 8, 3 ticks of 64 images, 64 samples) on a 500-image
+set, then measures their noise (32 and 64 samples, 2 seeds), all in a temp folder (``--out``
+and ``--work`` are ignored: the committed curves are never touched); seconds, to check the code
+path; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -38,11 +43,20 @@ import math
 import multiprocessing as mp
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _bench_common import loadavg, machine
+from _bench_common import (
+    SMOKE_HELP,
+    SMOKE_IMAGES,
+    SMOKE_THREADS,
+    loadavg,
+    machine,
+    smoke_banner,
+    smoke_shards,
+)
 
 from fashion_tune.atomic import write_text
 
@@ -85,6 +99,16 @@ FIXED: dict[str, Any] = {
 }
 NOISE_SAMPLES = (250, 500, 1000, 2000)
 NOISE_SEEDS = 5
+SMOKE_FIXED: dict[str, Any] = {
+    **FIXED,
+    "model.g_width": 8,
+    "model.d_width": 8,
+    "schedule.total_kimg": 0.192,  # 3 ticks: the tick-to-tick noise needs a middle tick
+    "schedule.tick_kimg": 0.064,
+    "metrics.num_samples": 64,
+    "metrics.kid_subset_size": 32,
+    "metrics.kid_subsets": 5,
+}
 
 
 # -- the configs ---------------------------------------------------------------------------------
@@ -113,10 +137,10 @@ def draw_configs(n: int) -> list[dict[str, Any]]:
     return points
 
 
-def config_for(params: dict[str, Any], data: Path) -> Any:
+def config_for(params: dict[str, Any], data: Path, fixed: dict[str, Any] = FIXED) -> Any:
     from fashion_tune.config import TrialConfig
 
-    return TrialConfig().with_overrides({**FIXED, "data.path": str(data), **params})
+    return TrialConfig().with_overrides({**fixed, "data.path": str(data), **params})
 
 
 def describe(p: dict[str, Any]) -> str:
@@ -130,7 +154,9 @@ def describe(p: dict[str, Any]) -> str:
 
 
 # -- one config (in a worker process) ------------------------------------------------------------
-def record_one(index: int, params: dict[str, Any], data: str, work: str) -> dict[str, Any]:
+def record_one(
+    index: int, params: dict[str, Any], data: str, work: str, fixed: dict[str, Any] = FIXED
+) -> dict[str, Any]:
     """Train one config to the full budget; its curve."""
     import shutil
 
@@ -139,7 +165,7 @@ def record_one(index: int, params: dict[str, Any], data: str, work: str) -> dict
     from fashion_tune.training import train
 
     torch.set_num_threads(1)
-    cfg = config_for(params, Path(data))
+    cfg = config_for(params, Path(data), fixed)
     run_dir = Path(work) / f"config-{index:03d}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-trained run from an interrupted start
     ticks: list[dict[str, Any]] = []
@@ -187,7 +213,7 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def _record_star(args: tuple[int, dict[str, Any], str, str]) -> dict[str, Any]:
+def _record_star(args: tuple[int, dict[str, Any], str, str, dict[str, Any]]) -> dict[str, Any]:
     return record_one(*args)
 
 
@@ -204,11 +230,11 @@ def save_doc(path: Path, doc: dict[str, Any]) -> None:
     write_text(path, json.dumps(doc, indent=1) + "\n")
 
 
-def new_doc(points: list[dict[str, Any]]) -> dict[str, Any]:
+def new_doc(points: list[dict[str, Any]], fixed: dict[str, Any] = FIXED) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "what": "learning curves of GAN configs, Fashion-MNIST 32 px (record_curves.py)",
-        "fixed": FIXED,
+        "fixed": fixed,
         "space": PARAMS,
         "draw": "config 0 = literature default; then Optuna RandomSampler(seed=0)",
         "objective": {"metric": "fd", "mode": "min"},
@@ -222,7 +248,9 @@ def new_doc(points: list[dict[str, Any]]) -> dict[str, Any]:
 def record(args: argparse.Namespace) -> int:
     data = args.data.resolve()
     points = draw_configs(args.configs)
-    doc = load_doc(args.out) or new_doc(points)
+    doc = load_doc(args.out) or new_doc(points, args.fixed)
+    if doc["fixed"] != args.fixed:
+        raise SystemExit(f"{args.out} was recorded with other fixed settings; use --out")
     done = {c["index"]: c for c in doc["configs"]}
     for c in done.values():  # a resumed file must have been drawn the same way
         if c["index"] < len(points) and c["params"] != points[c["index"]]:
@@ -244,7 +272,7 @@ def record(args: argparse.Namespace) -> int:
     }
     doc.setdefault("recorded", []).append(session)
     t0 = time.perf_counter()
-    jobs = [(i, points[i], str(data), str(args.work)) for i in todo]
+    jobs = [(i, points[i], str(data), str(args.work), args.fixed) for i in todo]
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked torch threads
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
         for curve in pool.imap_unordered(_record_star, jobs):
@@ -289,20 +317,27 @@ def sampling_noise(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, A
     # spread over quality: the best, the worst and two between (by final fd)
     configs.sort(key=lambda c: c["ticks"][-1]["fd"] if c["ticks"][-1]["fd"] is not None else 1e9)
     picks = sorted({round(q * (len(configs) - 1)) for q in (0.0, 1 / 3, 2 / 3, 1.0)})
-    out: dict[str, Any] = {"samples": list(NOISE_SAMPLES), "seeds": NOISE_SEEDS, "configs": []}
+    samples, seeds = args.noise_samples, args.noise_seeds
+    out: dict[str, Any] = {"samples": list(samples), "seeds": seeds, "configs": []}
     for k in picks[: args.noise_configs]:
         c = configs[k]
         state, cfg = load(c["checkpoint"])
         G = rebuild_generator(state, cfg)
         freq = _label_freq(shards, shards.manifest.splits[0], G.num_classes)
         row: dict[str, Any] = {"index": c["index"], "fd": {}, "kid": {}}
-        # the trainer's own evaluation (n 500, EVAL_SEED) again: must give the curve's last fd
-        mcfg = MetricsConfig(num_samples=500, kid_subset_size=250, kid_subsets=20)
-        z = fixed_noise(500, G.z_dim, EVAL_SEED)
+        # the trainer's own evaluation (its n, EVAL_SEED) again: must give the curve's last fd
+        fixed = doc["fixed"]
+        n_eval = int(fixed["metrics.num_samples"])
+        mcfg = MetricsConfig(
+            num_samples=n_eval,
+            kid_subset_size=int(fixed["metrics.kid_subset_size"]),
+            kid_subsets=int(fixed["metrics.kid_subsets"]),
+        )
+        z = fixed_noise(n_eval, G.z_dim, EVAL_SEED)
         y = None
         if freq is not None:
             y = torch.from_numpy(
-                np.random.default_rng(EVAL_SEED).choice(len(freq), size=500, p=freq)
+                np.random.default_rng(EVAL_SEED).choice(len(freq), size=n_eval, p=freq)
             )
         fakes = generate(G, z, y)
         row["check_fd"] = float(
@@ -313,10 +348,10 @@ def sampling_noise(args: argparse.Namespace, doc: dict[str, Any]) -> dict[str, A
             f"(curve's last tick {c['ticks'][-1]['fd']:.4f})",
             flush=True,
         )
-        for n in NOISE_SAMPLES:
+        for n in samples:
             mcfg = MetricsConfig(num_samples=n, kid_subset_size=min(250, n), kid_subsets=20)
             fds, kids = [], []
-            for seed in range(NOISE_SEEDS):
+            for seed in range(seeds):
                 z = fixed_noise(n, G.z_dim, 1000 + seed)
                 y = None
                 if freq is not None:
@@ -400,7 +435,7 @@ def sampling_table(noise: dict[str, Any], doc: dict[str, Any]) -> str:
         f"Sampling noise of fd at final checkpoints ({noise['seeds']} sampling seeds per n; "
         "std over seeds, and std / mean):",
         "",
-        "| config | arch | curve's last fd (n=500) | "
+        f"| config | arch | curve's last fd (n={doc['fixed']['metrics.num_samples']}) | "
         + " | ".join(f"n={n}: mean, std (rel)" for n in noise["samples"])
         + " |",
         "|---:|---|---:|" + "---:|" * len(noise["samples"]),
@@ -458,8 +493,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", action="store_true", help="measure fd's noise (after curves)")
     parser.add_argument("--noise-configs", type=int, default=4)
     parser.add_argument("--redo-noise", action="store_true", help="measure sampling noise again")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    args.fixed, args.noise_samples, args.noise_seeds = FIXED, NOISE_SAMPLES, NOISE_SEEDS
+    if args.smoke:
+        return smoke(args)
     return noise(args) if args.noise else record(args)
+
+
+def smoke(args: argparse.Namespace) -> int:
+    """Both modes, tiny, in a temp folder: the committed curves are never read or written."""
+    smoke_banner(
+        "record_curves.py",
+        f"2 configs of 3 ticks of 64 images, widths 8, then their noise; a {SMOKE_IMAGES}-image "
+        "set; files in a temp folder",
+    )
+    with tempfile.TemporaryDirectory(prefix="record-curves-smoke-") as tmp:
+        args.out, args.work = Path(tmp) / "curves.json", Path(tmp) / "work"
+        args.data = smoke_shards()
+        args.configs, args.jobs, args.noise_configs = 2, 2, 2
+        args.fixed, args.noise_samples, args.noise_seeds = SMOKE_FIXED, (32, 64), 2
+        if record(args):
+            return 1
+        args.jobs = SMOKE_THREADS  # the noise's torch threads
+        return noise(args)
 
 
 if __name__ == "__main__":

@@ -28,15 +28,23 @@ reference config (config 0, the literature default): reference kimg.
 ``replay(curves, scheduler_factory, workers, order)`` returns a :class:`ReplayResult`; it
 is deterministic for a given order. Import it from a test with ``benchmarks`` on
 ``sys.path``.
+
+Run as a script, it replays each scheduler once over the recorded curves in record order and
+prints a table (``benchmarks/search_efficiency.py`` is the study over many orders):
+``.venv/bin/python benchmarks/replay.py [--workers 4] [--configs K]``. ``--smoke`` replays
+the first 6 configs on 2 workers (a fraction of a second; the committed curves are only
+read), to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import json
 import math
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +408,65 @@ def replay(
         good=good,
     )
     return sim.run()
+
+
+# -- as a script: one replay per scheduler ------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+    from _bench_common import SMOKE_HELP, smoke_banner
+
+    parser = argparse.ArgumentParser(description="Replay each scheduler once over the curves.")
+    parser.add_argument("--curves", type=Path, default=DEFAULT_CURVES)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--configs", type=int, help="only the first K recorded configs")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.configs, args.workers = 6, 2
+        smoke_banner("replay.py", "the first 6 recorded configs on 2 workers")
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    from fashion_tune.search.promotion import PromotionAsha
+    from fashion_tune.search.tuner import ASHA_STOP_MAX_T
+
+    curves = load_curves(args.curves)
+    if args.configs:
+        curves = replace(curves, curves=curves.curves[: args.configs])
+    grace = curves.compute(curves.curves[0], 0)  # one tick of config 0, in reference kimg
+    schedulers: dict[str, Callable[[], TrialScheduler]] = {
+        "fifo": FIFOScheduler,
+        "ray-asha / compute": lambda: AsyncHyperBandScheduler(
+            time_attr="compute",
+            metric="fd",
+            mode="min",
+            max_t=ASHA_STOP_MAX_T,
+            grace_period=grace,
+            reduction_factor=3,
+        ),
+        "promotion / compute": lambda: PromotionAsha("compute", "fd", "min", grace, 3, smooth=2),
+    }
+    order = list(range(len(curves)))
+    print(
+        f"{len(curves)} configs of {args.curves.name} in record order, {args.workers} workers, "
+        f"grace {grace:.3f} reference kimg, eta 3; compute as a fraction of every config at "
+        "its full budget"
+    )
+    print()
+    print(
+        "| scheduler | compute | reached a good config | compute then | wall then (s) | end (s) |"
+    )
+    print("|---|---:|---|---:|---:|---:|")
+    full = curves.total_gflop
+    for name, factory in schedulers.items():
+        np.random.seed(0)  # Ray's ASHA deals trials to brackets with np.random
+        r = replay(curves, factory, args.workers, order)
+        reach = f"#{curves.curves[r.reach_config].index}" if r.reach_config is not None else "never"
+        print(
+            f"| {name} | {r.total_gflop / full:.2f} | {reach} | {r.reach_gflop / full:.2f} | "
+            f"{r.reach_s:.0f} | {r.end_s:.0f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,11 @@ seconds), so asynchronous decisions can differ a little; the script says where.
 
 Run: ``.venv/bin/python benchmarks/replay_vs_live.py [--configs 8] [--kimg 3]`` (~3-6 min on
 2 cores). Nothing is asserted.
+
+``--smoke``: 2 configs; the replay over their first 2 recorded ticks (1.1 kimg), the live
+search over 2 tiny ticks (widths 8, 64 images, 64 samples, grace 1 tick) on a 500-image set:
+one short search on embedded Ray, to check the code path; its numbers (and the fd mismatch)
+mean nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +35,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _bench_common import loadavg, machine
+from _bench_common import SMOKE_HELP, SMOKE_IMAGES, loadavg, machine, smoke_banner, smoke_shards
 from replay import Curve, Curves, load_curves, replay
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "fashion-mnist-32"
+SMOKE_LIVE: dict[str, Any] = {  # the live search's settings in a --smoke run
+    "model.g_width": 8,
+    "model.d_width": 8,
+    "schedule.total_kimg": 0.128,
+    "schedule.tick_kimg": 0.064,
+    "metrics.num_samples": 64,
+    "metrics.kid_subset_size": 32,
+    "metrics.kid_subsets": 5,
+}
 
 
 def cut(curves: Curves, configs: list[int], kimg: float) -> Curves:
@@ -59,8 +73,10 @@ def cut(curves: Curves, configs: list[int], kimg: float) -> Curves:
     return replace(curves, curves=tuple(out))
 
 
-def space_doc(curves: Curves, kimg: float, sched: dict[str, Any], name: str) -> dict[str, Any]:
-    fixed = {**curves.meta["fixed"], "schedule.total_kimg": kimg}
+def space_doc(
+    curves: Curves, kimg: float, sched: dict[str, Any], name: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    fixed = {**curves.meta["fixed"], "schedule.total_kimg": kimg, **extra}
     return {
         "name": name,
         "fixed": fixed,
@@ -74,14 +90,23 @@ def space_doc(curves: Curves, kimg: float, sched: dict[str, Any], name: str) -> 
     }
 
 
-def live(curves: Curves, kimg: float, sched: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def live(
+    curves: Curves,
+    kimg: float,
+    sched: dict[str, Any],
+    tmp: Path,
+    data: Path = DATA,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The live search; ``extra`` overrides the recorded fixed settings (--smoke)."""
     from fashion_tune.search.space import load_space
     from fashion_tune.search.tuner import SearchOptions, run_search
 
     path = tmp / "live.yaml"
-    path.write_text(yaml.safe_dump(space_doc(curves, kimg, sched, "live"), sort_keys=False))
+    doc = space_doc(curves, kimg, sched, "live", extra or {})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     space = load_space(path)
-    run_search(space, SearchOptions(storage=str(tmp), data=str(DATA), verbose=0))
+    run_search(space, SearchOptions(storage=str(tmp), data=str(data), verbose=0))
     exp = tmp / "live"
     by_params: dict[str, list[dict[str, Any]]] = {}
     for trial in sorted(exp.glob("trial_*")):
@@ -98,7 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kimg", type=float, default=3.0)
     ap.add_argument("--grace-ticks", type=float, default=4, help="of config 0, in compute")
     ap.add_argument("--eta", type=float, default=3.0)
+    ap.add_argument("--data", type=Path, default=DATA, help="the shard set the live search reads")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args(argv)
+    extra: dict[str, Any] = {}
+    if args.smoke:
+        args.configs, args.kimg, args.grace_ticks = 2, 1.1, 1  # 2 recorded ticks of 0.512
+        smoke_banner(
+            "replay_vs_live.py",
+            f"{args.configs} configs, the replay over {args.kimg:g} recorded kimg, the live search "
+            f"over 2 ticks of 64 images (widths 8) on a {SMOKE_IMAGES}-image set",
+        )
+        args.data, extra = smoke_shards(), dict(SMOKE_LIVE)
 
     from fashion_tune.search.promotion import PromotionAsha
 
@@ -117,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     order = list(range(len(curves.curves)))
     rep = replay(curves, make, workers=2, order=order, resume_overhead_s=2.0)
     total = curves.total_gflop
+    live_sched = dict(sched)
+    if args.smoke:  # the same number of the live config 0's (tiny) ticks, in compute
+        live_sched["grace_kimg"] = args.grace_ticks * extra["schedule.tick_kimg"]
     with tempfile.TemporaryDirectory(prefix="replay-vs-live-") as d:
-        got = live(curves, args.kimg, sched, Path(d))
+        got = live(curves, args.kimg, live_sched, Path(d), args.data, extra)
 
     mismatch, rows_out = 0.0, []
     live_gflop, live_best, rep_best = 0.0, (math.inf, None), (math.inf, None)

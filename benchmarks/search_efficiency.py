@@ -25,7 +25,9 @@ Target: promotion ASHA with compute budgets reaches it with <= 1/3 of the full c
 
 Run: ``.venv/bin/python benchmarks/search_efficiency.py [--seeds 50 --json FILE]`` (seconds;
 ``--sweep`` adds a table of promotion ASHA's settings). The earlier live comparison on
-embedded Ray (issue 4) is ``benchmarks/search_live.py``.
+embedded Ray (issue 4) is ``benchmarks/search_live.py``. ``--smoke`` replays the first 12
+recorded configs over 2 orders on 2 workers, with both sweeps, in seconds (the committed
+curves are only read), to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from _bench_common import SMOKE_HELP, smoke_banner
 from replay import DEFAULT_CURVES, Curves, ReplayResult, load_curves, replay
 
 TARGET = 1 / 3  # promotion ASHA's compute to reach / every config at full budget
@@ -317,10 +320,22 @@ def main(argv: list[str] | None = None) -> int:
         "brackets 1/3, on both criteria",
     )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--configs", type=int, help="only the first K recorded configs")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.configs, args.seeds, args.workers = 12, 2, [2]
+        args.sweep = args.grace_sweep = True
+        smoke_banner(
+            "search_efficiency.py",
+            f"the first {args.configs} recorded configs, {args.seeds} orders, "
+            f"{args.workers[0]} workers, both sweeps",
+        )
 
     t0 = time.perf_counter()
     curves = load_curves(args.curves)
+    if args.configs:
+        curves = replace(curves, curves=curves.curves[: args.configs])
     meta = curves.meta
     print("Search efficiency: replay of recorded learning curves")
     print(f"  curves   {args.curves} ({meta.get('machine', {}).get('cpu', '?')})")
@@ -396,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "curves": str(args.curves),
+            "configs": len(curves),
             "curves_meta": meta,
             "seeds": args.seeds,
             "resume_overhead_s": args.resume_overhead,

@@ -37,7 +37,9 @@ compute. Reports arriving while the other slot is mid-tick make the count up to 
 for that slot; the wall-time column has no such error.
 
 Run: ``.venv/bin/python benchmarks/search_live.py [--quick]`` (the full run takes
-~10-15 min on 2 cores, --quick ~3 min). No timing or ratio is asserted.
+~10-15 min on 2 cores, --quick ~3 min). No timing or ratio is asserted. ``--smoke``: 2 configs
+of 2 tiny ticks (widths 8, 64 images, 64 samples) on a 500-image set, one ASHA run; seconds
+after Ray's start, to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +57,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _bench_common import env, loadavg, machine
+from _bench_common import (
+    SMOKE_HELP,
+    SMOKE_IMAGES,
+    env,
+    loadavg,
+    machine,
+    smoke_banner,
+    smoke_shards,
+)
 
 from fashion_tune.data.prepare import prepare
 from fashion_tune.data.sources import SourceOptions
@@ -93,10 +103,24 @@ class Plan:
     tick_kimg: float
     asha_runs: int
     grace_ticks: int = 1  # ASHA's grace period in ticks
+    overrides: dict[str, Any] = field(default_factory=dict)  # of FIXED
 
 
 FULL = Plan(configs=12, total_kimg=6.0, tick_kimg=1.0, asha_runs=3)
 QUICK = Plan(configs=6, total_kimg=3.0, tick_kimg=1.0, asha_runs=1)
+SMOKE = Plan(
+    configs=2,
+    total_kimg=0.128,
+    tick_kimg=0.064,
+    asha_runs=1,
+    overrides={
+        "model.g_width": 8,
+        "model.d_width": 8,
+        "metrics.num_samples": 64,
+        "metrics.kid_subset_size": 32,
+        "metrics.kid_subsets": 5,
+    },
+)
 
 
 @dataclass
@@ -180,7 +204,9 @@ def draw_points(folder: Path, data: Path, plan: Plan) -> list[dict[str, Any]]:
     from fashion_tune.search.space import load_space
 
     path = folder / "draw.yaml"
-    path.write_text(yaml.safe_dump({"fixed": fixed(data, plan), "params": PARAMS}, sort_keys=False))
+    # fifo: the default ASHA's grace period may exceed a short (--smoke) budget
+    doc = {"fixed": fixed(data, plan), "params": PARAMS, "scheduler": {"type": "fifo"}}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     space = load_space(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -195,6 +221,7 @@ def draw_points(folder: Path, data: Path, plan: Plan) -> list[dict[str, Any]]:
 def fixed(data: Path, plan: Plan) -> dict[str, Any]:
     return {
         **FIXED,
+        **plan.overrides,
         "data.path": str(data),
         "schedule.total_kimg": plan.total_kimg,
         "schedule.tick_kimg": plan.tick_kimg,
@@ -367,18 +394,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace-ticks", type=int, default=1, help="ASHA's grace period (ticks)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "fashion-mnist-32")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
-    base = QUICK if args.quick else FULL
+    base = SMOKE if args.smoke else QUICK if args.quick else FULL
     plan = Plan(
         args.configs or base.configs,
         base.total_kimg,
         base.tick_kimg,
         args.asha_runs if args.asha_runs is not None else base.asha_runs,
         args.grace_ticks,
+        base.overrides,
     )
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, localhost-only Ray
 
     info = machine()
+    if args.smoke:
+        smoke_banner(
+            "search_live.py",
+            f"{plan.configs} configs of {plan.total_kimg / plan.tick_kimg:.0f} ticks of "
+            f"{plan.tick_kimg * 1000:.0f} images, widths 8, {plan.asha_runs} ASHA run, a "
+            f"{SMOKE_IMAGES}-image set",
+        )
     print("Search efficiency benchmark: ASHA vs full budget" + (" (--quick)" if args.quick else ""))
     for k, v in info.items():
         print(f"  {k:<8} {v}")
@@ -386,8 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  load avg {loadavg()} (1/5/15 min) at the start")
     t_start = time.perf_counter()
 
-    data: Path = args.data.resolve()
-    prepare("fashion-mnist", None, str(data), SourceOptions(size=32))
+    if args.smoke:
+        data = smoke_shards()
+    else:
+        data = args.data.resolve()
+        prepare("fashion-mnist", None, str(data), SourceOptions(size=32))
     from fashion_tune.metrics import reference
 
     t0 = time.perf_counter()
@@ -456,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "machine": info,
             "quick": args.quick,
+            "smoke": args.smoke,
             "plan": asdict(plan),
             "points": points,
             "runs": [asdict(r) for r in [full, *ashas]],

@@ -36,6 +36,8 @@ extra, untimed run of each contender with a torch.profiler table (top ops by sel
 timed steps.
 
 Run: ``.venv/bin/python benchmarks/training_speed.py [--quick] [--device cpu|cuda]``.
+``--smoke``: 32 px only, every contender's DCGAN at widths 8, 10 + 10 steps, one repeat, on a
+500-image set; seconds, to check the code path; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _bench_common import SMOKE_HELP, SMOKE_IMAGES, SMOKE_THREADS, smoke_banner, smoke_shards
 from torch import nn
 
 from fashion_tune.config import TrialConfig
@@ -101,6 +104,8 @@ class Counts:
 
 FULL = Counts(warmup=10, steps=40, repeats=5)
 QUICK = Counts(warmup=10, steps=10, repeats=1)
+SMOKE = QUICK  # and 32 px only, widths SMOKE_WIDTH, on a 500-image set
+SMOKE_WIDTH = 8  # ngf = ndf of the reference and model.g_width / d_width of ours
 
 
 @dataclass(frozen=True)
@@ -283,15 +288,21 @@ def _profiler(device: torch.device) -> torch.profiler.profile:
 
 
 def run_reference(
-    data: Path, size: int, device: torch.device, counts: Counts, seed: int, profile: bool
+    data: Path,
+    size: int,
+    device: torch.device,
+    counts: Counts,
+    seed: int,
+    profile: bool,
+    width: int | None = None,
 ) -> tuple[Sample, Clock]:
     torch.manual_seed(seed)
     shards = ShardSet(data)
     batches = endless(ShardBatches(shards, split="train", batch_size=BATCH, seed=seed))
     nc = shards.channels
-    netG = RefGenerator(size, nc).to(device)
+    netG = RefGenerator(size, nc, ngf=width or NGF).to(device)
     netG.apply(weights_init)
-    netD = RefDiscriminator(size, nc).to(device)
+    netD = RefDiscriminator(size, nc, ndf=width or NDF).to(device)
     netD.apply(weights_init)
     criterion = nn.BCELoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -415,10 +426,15 @@ def run_one(
     counts: Counts,
     seed: int,
     profile: bool = False,
+    width: int | None = None,
 ) -> tuple[Sample, Clock]:
+    """One timed run; ``width`` (--smoke) replaces every contender's DCGAN widths."""
     if c.kind == "ref":
-        return run_reference(data, size, device, counts, seed, profile)
-    return run_ours(data, device, threads, counts, seed, c.overrides, profile)
+        return run_reference(data, size, device, counts, seed, profile, width)
+    overrides = dict(c.overrides)
+    if width:
+        overrides.update({"model.g_width": width, "model.d_width": width})
+    return run_ours(data, device, threads, counts, seed, overrides, profile)
 
 
 def contenders(device: torch.device) -> list[Contender]:
@@ -514,9 +530,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-rows", type=int, default=25, help="ops per profile table")
     parser.add_argument("--data-dir", type=Path, help="where the shard sets are kept")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args(argv)
 
-    base = QUICK if args.quick else FULL
+    base = SMOKE if args.smoke else QUICK if args.quick else FULL
+    width = SMOKE_WIDTH if args.smoke else None
+    if args.smoke:
+        args.sizes, args.threads = [32], SMOKE_THREADS
     counts = Counts(
         warmup=args.warmup if args.warmup is not None else base.warmup,
         steps=args.steps or base.steps,
@@ -537,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
 
     info = machine(args.threads, device)
+    if args.smoke:
+        smoke_banner(
+            "training_speed.py",
+            f"32 px only, DCGAN widths {SMOKE_WIDTH}, {counts.warmup} + {counts.steps} steps, "
+            f"{counts.repeats} repeat, a {SMOKE_IMAGES}-image set",
+        )
     print("Training speed benchmark" + (" (--quick)" if args.quick else ""))
     for k, v in info.items():
         print(f"  {k:<8} {v}")
@@ -549,13 +575,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = contenders(device)
     for size in args.sizes:
         print(f"\n[{size} px] Fashion-MNIST train split, batch {BATCH}")
-        data = shard_set(data_dir, size)
+        data = smoke_shards(size) if args.smoke else shard_set(data_dir, size)
         res = {c.name: Result(size, c) for c in rows}
         results += res.values()
         for rep in range(counts.repeats):
             k = rep % len(rows)
             for c in rows[k:] + rows[:k]:  # rotate the order: no contender always goes first
-                s, _ = run_one(c, data, size, device, args.threads, counts, seed=rep)
+                s, _ = run_one(c, data, size, device, args.threads, counts, rep, width=width)
                 res[c.name].samples.append(s)
                 loads.append(os.getloadavg()[0])
                 extra = f", train() {s.train_img_per_s:,.0f}" if s.train_img_per_s else ""
@@ -566,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         if args.profile:  # extra, untimed runs: the profiler slows what it watches
             for c in rows:
-                _, clock = run_one(c, data, size, device, args.threads, counts, 0, profile=True)
+                _, clock = run_one(c, data, size, device, args.threads, counts, 0, True, width)
                 print_profile(f"{size} px {c.name}", clock, rows=args.profile_rows)
 
     text, summary = table(results, device)
@@ -584,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "machine": info,
             "quick": args.quick,
+            "smoke": args.smoke,
             "counts": asdict(counts),
             "load_1min": loads,
             "results": [
