@@ -24,7 +24,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
+# run by a test of their own with stronger checks (not twice)
+COVERED = {"chaos.py": "tests/test_chaos.py"}
+SCRIPTS = sorted(
+    p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_") and p.name not in COVERED
+)
 TIMEOUT = 300
 
 # per script, regexes (multiline) its smoke output must match: a line of its table. A script
