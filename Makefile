@@ -24,8 +24,9 @@ lint: setup
 	$(BIN)/ruff format --check fashion_tune tests benchmarks
 	$(BIN)/mypy fashion_tune
 
+# two workers (pytest-xdist): a module's tests stay together (tests/conftest.py)
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/python benchmarks/data_loading.py
