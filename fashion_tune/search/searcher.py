@@ -118,7 +118,12 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         value = self._smoothed(trial_id, result)
         step = int(result.get("training_iteration", 0))
         ot_trial = ray_private.optuna_trial(self, trial_id)
-        if value is not None and step not in ray_private.reported_steps(ot_trial):
+        frozen = ray_private.frozen_trial(ot_trial)
+        if frozen.state.is_finished():
+            # told before a driver restart (the journal has it) while Ray's older saved
+            # state had the trial still running: it trains on, Optuna's record stands
+            return
+        if value is not None and step not in frozen.intermediate_values:
             ot_trial.report(value, step)
 
     def on_trial_complete(
