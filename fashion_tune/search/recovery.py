@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import pickletools
-import re
 import stat
 from pathlib import Path
 
@@ -103,12 +102,6 @@ def _staged_copies(experiment: str, names: list[str]) -> dict[str, list[bytes]]:
     return copies
 
 
-def _session(name: str) -> str:
-    """The driver session a state file belongs to (its name's time stamp)."""
-    found = re.search(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", name)
-    return found.group(0) if found else name
-
-
 def repair_state_files(experiment: str) -> list[str]:
     """Put an intact copy of every damaged state file in place; the names repaired.
 
@@ -118,15 +111,6 @@ def repair_state_files(experiment: str) -> list[str]:
     names = [n for n in store.listdir() if layout.is_state_file(n)]
     damaged = [n for n in names if not readable(n, store.read_bytes(n))]
     copies = _staged_copies(experiment, names) if damaged else {}
-    # the staging folder holds the driver's newest save, written as one snapshot; storage's
-    # copies lag by a sync. Repairing only the damaged file could pair a newer searcher
-    # state with an older trial list (a trial the searcher counts that Ray never restores),
-    # so a session whose every state file has an intact staged copy is taken whole.
-    for session in {_session(n) for n in damaged}:
-        same = [n for n in names if _session(n) == session]
-        staged = {n: next((c for c in copies.get(n, []) if readable(n, c)), None) for n in same}
-        if all(c is not None for c in staged.values()):
-            damaged = sorted(set(damaged) | set(same))
     repaired = []
     for name in damaged:
         intact = next((c for c in copies.get(name, []) if readable(name, c)), None)
@@ -137,7 +121,6 @@ def repair_state_files(experiment: str) -> list[str]:
                 f"private Ray temp folder ({ray_private.temp_root()}); resume on the machine "
                 "that ran the driver, or start a new experiment"
             )
-        if intact != store.read_bytes(name):  # the same snapshot already: leave it
-            store.write_atomic(name, intact)
-            repaired.append(name)
+        store.write_atomic(name, intact)
+        repaired.append(name)
     return repaired
