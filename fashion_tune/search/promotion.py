@@ -282,7 +282,10 @@ class PromotionAsha(TrialScheduler):
         if self._waiting and _searcher_finished(tune_controller) and not self._busy():
             # no config left to start and none promotable: the waiting ones end as pruned
             for tid in list(self._waiting):
-                t = self._objs[tid]
+                t = self._objs.get(tid)
+                if t is None:  # in the restored records, not among Ray's restored trials
+                    self._forget(tid)
+                    continue
                 tune_controller.stop_trial(t)
                 ray_private.mark_trial_changed(tune_controller, t)  # saved as TERMINATED
         return None
@@ -290,7 +293,9 @@ class PromotionAsha(TrialScheduler):
     def _busy(self) -> bool:
         """Whether any trial runs or may start: a live trial not waiting at a rung, or a
         waiting one whose pause is still in flight (scanned only when none is active)."""
-        return bool(self._active) or not all(self._paused(t) for t in self._waiting)
+        return bool(self._active) or not all(
+            self._paused(t) or t not in self._objs for t in self._waiting
+        )
 
     def debug_string(self) -> str:
         parts = []
