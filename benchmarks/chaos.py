@@ -181,7 +181,8 @@ def check(exp: Path, trials: int, before: dict[str, list[dict[str, Any]]]) -> di
     out["1 every trial ended once"] = (
         len(statuses) == trials and ended and not dup and len(ledger) == trials,
         f"{len(statuses)} trials in Ray's state ({Counter(statuses.values())}), "
-        f"{len(ledger)} in the ledger, ticks recorded twice or skipped in {len(dup)}",
+        f"{len(ledger)} in the ledger, ticks recorded twice or skipped in {len(dup)}"
+        + "".join(f"; {tid}: ticks {ticks}" for tid, ticks in dup[:3]),
     )
     retrained = [
         tid

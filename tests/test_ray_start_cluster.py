@@ -420,18 +420,14 @@ def test_search_survives_a_killed_worker_raylet(
     print(f"report in {time.monotonic() - t_report:.1f} s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray 2.60's FunctionTrainable.setup gives a fresh actor's first trial "
-    "trial_driver_staging_path as get_trial_dir() (reset_config gives the synced "
-    "trial_working_directory): on a worker node that folder is never synced to storage, "
-    "so trainable.run_trial's run_dir (config.json, flops.json, metrics.jsonl, samples.png, "
-    "tb/) of that trial is lost",
-)
 def test_every_trial_folder_holds_the_trials_own_files(
     killed_run: KilledRun, cluster: LocalCluster
 ) -> None:
-    """train()'s own files reach the trial's folder in storage, as on an embedded Ray."""
+    """train()'s own files reach the trial's folder in storage, as on an embedded Ray.
+
+    Ray 2.60 gives a fresh actor's first trial the driver's staging folder as its trial
+    dir; on a worker node nothing syncs that, so the trainable writes into the trial's
+    working directory instead (ray_private.trial_working_dir)."""
     missing = {}
     for d in sorted(killed_run.exp.glob("trial_*")):
         lost = [f for f in ("config.json", "flops.json", "metrics.jsonl") if not (d / f).exists()]

@@ -103,6 +103,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     # state as often as it costs <= 5% of the driver (every step while writes are cheap)
     ray_private.adaptive_state_writes()
+    ray_private.consistent_resume()  # ...so a resume may pair a newer searcher state
     # ...which is deliberate: silence Ray's warning that snapshots come often
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # honour our CLIReporter columns
@@ -240,7 +241,7 @@ class Nested:
                 storage_path=experiment,
                 # the search's budget, also when its scheduler stopped short of total_kimg
                 stop={"kimg": float(max_kimg) - EPS},
-                callbacks=[FinishedLedger(where), TrialLogKeeper(), *opts.callbacks],
+                callbacks=[FinishedLedger(where), TrialLogKeeper(where), *opts.callbacks],
                 **keeping(metric, mode, opts.max_failures),
                 progress_reporter=tune.CLIReporter(
                     metric_columns=["kimg", metric],

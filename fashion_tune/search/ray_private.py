@@ -190,6 +190,64 @@ def adaptive_state_writes() -> None:
     setattr(cls, "_fashion_tune_adaptive", True)  # noqa: B010
 
 
+def consistent_resume() -> None:
+    """After Ray restores an experiment, the searcher's records agree with its trial list.
+
+    Ray saves the trial list (``experiment_state``) and the search algorithm
+    (``search_gen_state``, the limiter's live trials in it) as separate files, copied to
+    storage one by one; a driver killed mid-copy, repaired from the newer staged copy
+    (``recovery.repair_state_files``), pairs a search algorithm one snapshot ahead with an
+    older trial list. Its counter then counts a trial Ray never restores (the search ends a
+    trial short) and the limiter holds a slot for it forever (the search hangs once every
+    slot is held so). Here the counter is cut to the trials Ray restored and the limiter
+    forgets trials it does not have. Patches Ray's class in this process; idempotent.
+    """
+    check_versions()
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+
+    if getattr(TuneController, "_fashion_tune_consistent", False):
+        return
+    resume = TuneController.resume
+
+    def _resume(self: Any, *args: Any, **kwargs: Any) -> None:
+        resume(self, *args, **kwargs)
+        ids = {t.trial_id for t in self._trials}
+        alg = self._search_alg
+        if isinstance(alg, SearchGenerator) and alg._counter > len(ids):
+            alg._counter = len(ids)
+        searcher = getattr(alg, "searcher", None)
+        while searcher is not None:
+            if isinstance(searcher, ConcurrencyLimiter):
+                searcher.live_trials &= ids
+                searcher.num_unfinished_live_trials = len(searcher.live_trials)
+                if isinstance(getattr(searcher, "paused", None), set):
+                    searcher.paused &= ids
+            searcher = getattr(searcher, "searcher", None)
+
+    setattr(TuneController, "resume", _resume)  # noqa: B010 (a method of Ray's class)
+    setattr(TuneController, "_fashion_tune_consistent", True)  # noqa: B010
+
+
+def trial_working_dir() -> Path:
+    """Inside a trial: the folder whose files Ray syncs to the trial's storage folder at
+    every checkpoint, on whatever node the trial runs.
+
+    ``tune.get_context().get_trial_dir()`` is not that folder for the first trial of a
+    fresh actor: Ray 2.60's ``FunctionTrainable.setup`` gives it the *driver's* staging
+    path, which only the driver's own node syncs (with the experiment state); on a worker
+    node the trial's own files (config, metrics, samples, TensorBoard) stayed there, lost.
+    Reused actors already got this folder (``reset_config``).
+    """
+    check_versions()
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    path = Path(session.storage.trial_working_directory)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def trial_log_paths(trial: Any, name: str) -> tuple[Path, Any, str]:
     """(the driver's staged copy, the storage filesystem, the storage path) of one of a
     trial's log files (``result.json``, ``progress.csv``)."""
@@ -200,6 +258,16 @@ def trial_log_paths(trial: Any, name: str) -> tuple[Path, Any, str]:
         storage.storage_filesystem,
         f"{storage.trial_fs_path.rstrip('/')}/{name}",
     )
+
+
+def checkpoint_tick(trial: Any) -> int:
+    """The ``tick`` of the checkpoint a (re)starting trial resumes from; 0 without one
+    (it starts over). Read from the result Ray recorded with that checkpoint."""
+    check_versions()
+    result = trial.latest_checkpoint_result
+    if result is None or result.checkpoint is None:
+        return 0
+    return int((result.metrics or {}).get("tick") or 0)
 
 
 # -- the embedded Ray: loopback only, in a private temp folder ------------------------------

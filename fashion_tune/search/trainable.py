@@ -18,6 +18,7 @@ from typing import Any
 from fashion_tune import experiment_layout as layout
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.storage import Store
+from fashion_tune.search import ray_private
 from fashion_tune.training import train
 
 logger = logging.getLogger("fashion_tune.trial")
@@ -119,7 +120,7 @@ def run_trial(
     if 0 < gpus < 1 and cfg.runtime.gpu_mem_frac == 0:
         # Ray's fractional GPUs are bookkeeping only: hold each trial to its share
         cfg = cfg.with_overrides({"runtime.gpu_mem_frac": round(gpus * 0.95, 4)})
-    run_dir = Path(ctx.get_trial_dir())
+    run_dir = ray_private.trial_working_dir()  # synced to storage from any node
     scratch = Path(tempfile.mkdtemp(prefix="fashion-tune-ckpt-"))
     resume = None
     checkpoint = tune.get_checkpoint()

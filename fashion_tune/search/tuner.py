@@ -170,7 +170,7 @@ def build_tuner(space: Space, opts: SearchOptions) -> Any:
     callbacks = [
         SchedulerStateCallback(scheduler, exp),
         FinishedLedger(exp),
-        TrialLogKeeper(),
+        TrialLogKeeper(exp),
         *opts.callbacks,
     ]
     columns = [*METRIC_COLUMNS[:1], "compute", *METRIC_COLUMNS[1:]]
