@@ -83,9 +83,7 @@ def test_after_a_driver_restart_rows_past_the_checkpoint_are_cut(
     assert _ticks(remote) == ([1, 2, 3], [1, 2, 3])
 
 
-def test_within_a_driver_the_newer_staged_rows_are_kept(
-    embedded_ray: None, tmp_path: Path
-) -> None:
+def test_within_a_driver_the_newer_staged_rows_are_kept(embedded_ray: None, tmp_path: Path) -> None:
     """Paused at a rung after tick 4, promoted before the next state write."""
     storage = tmp_path / "results"
     trial, remote, local = _trial(storage, tick=4, tmp=tmp_path)
