@@ -221,8 +221,9 @@ def consistent_resume() -> None:
             if isinstance(searcher, ConcurrencyLimiter):
                 searcher.live_trials &= ids
                 searcher.num_unfinished_live_trials = len(searcher.live_trials)
-                if isinstance(getattr(searcher, "paused", None), set):
-                    searcher.paused &= ids
+                paused = getattr(searcher, "paused", None)  # promotion.PausingLimiter's
+                if isinstance(paused, set):
+                    paused &= ids
             searcher = getattr(searcher, "searcher", None)
 
     setattr(TuneController, "resume", _resume)  # noqa: B010 (a method of Ray's class)
@@ -243,6 +244,8 @@ def trial_working_dir() -> Path:
     from ray.train._internal.session import get_session
 
     session = get_session()
+    if session is None:
+        raise RuntimeError("trial_working_dir() is for code running inside a Tune trial")
     path = Path(session.storage.trial_working_directory)
     path.mkdir(parents=True, exist_ok=True)
     return path
