@@ -39,6 +39,9 @@ CHECKPOINT_STATE_FILE = "checkpoint.pt"  # inside each checkpoint_NNNNNN/
 # the seed confirmation: a Ray Tune experiment of its own, nested in the search's folder
 CONFIRM_DIR = "confirm"  # <experiment>/confirm/: Ray's state, trial folders, ledger
 CONFIRM_FILE = "fashion_tune_confirm.json"  # in CONFIRM_DIR: the plan (configs, seeds)
+# ablations: nested like the confirmation, one folder per (base, setting)
+ABLATE_PREFIX = "ablate_"  # <experiment>/ablate_<base>_<setting>/ (e.g. ablate_best_loss.symmetry)
+ABLATE_FILE = "fashion_tune_ablate.json"  # in each: the plan (values, seeds, base config)
 
 # files that mark a folder of the experiment as a trial's
 TRIAL_FILES = (PARAMS_FILE, RESULT_FILE, PROGRESS_FILE, TRIAL_METRICS_FILE, TRIAL_CONFIG_FILE)

@@ -92,6 +92,24 @@ def test_summary_ranks_by_mean_counts_divergence_and_says_the_verdict() -> None:
     assert "difference 9" in conf.verdict and "p = " in conf.verdict
 
 
+def test_the_verdict_pairs_seeds_and_sees_what_welch_misses() -> None:
+    """Seed j moves both configs alike (20/30/40 vs 21/31.2/40.9): paired, #1 is better on
+    every seed; Welch's unpaired test sees only the spread between seeds."""
+    from scipy import stats
+
+    best, default = [20.0, 30.0, 40.0], [21.0, 31.2, 40.9]
+    trials = [_trial(0, j, [50, v]) for j, v in enumerate(best)]
+    trials += [_trial(2, j, [50, v]) for j, v in enumerate(default)]
+    conf = summarize(_plan(3), trials, "x")
+    assert conf.test is not None and conf.test.kind == "paired t" and conf.test.pairs == 3
+    expected = stats.ttest_rel(default, best, alternative="greater")
+    assert conf.test.p == pytest.approx(expected.pvalue)
+    assert conf.test.t == pytest.approx(expected.statistic)
+    assert conf.test.p < 0.05 and "beats the literature default beyond seed noise" in conf.verdict
+    assert "one-sided paired t p = " in conf.verdict and "3 paired seeds" in conf.verdict
+    assert welch_one_sided(best, default, "min").p > 0.3  # unpaired: lost in the seed spread
+
+
 def test_verdict_sentences_for_noise_too_few_seeds_default_first_and_no_default() -> None:
     close = [
         _trial(0, 0, [0, 20]), _trial(0, 1, [0, 30]),

@@ -6,6 +6,7 @@ import typer
 from rich.markup import escape
 
 from fashion_tune.cli import data
+from fashion_tune.cli.ablate import ablate
 from fashion_tune.cli.common import err_console
 from fashion_tune.cli.confirm import confirm
 from fashion_tune.cli.evaluate import evaluate
@@ -26,14 +27,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _help(fn: object) -> str:
+    """A command's docstring with each paragraph on one line: Rich re-wraps it to the
+    terminal (its "rich" markup mode keeps the docstring's own line breaks after the first
+    paragraph, which wraps every line twice)."""
+    import inspect
+
+    text = inspect.getdoc(fn) or ""
+    return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
 data.app.command("reference")(reference_cmd)
 app.add_typer(data.app, name="data")
-app.command(epilog=_config_epilog())(trial)
-app.command()(search)
-app.command()(confirm)
-app.command()(sample)
-app.command()(report)
-app.command()(evaluate)
+app.command(epilog=_config_epilog(), help=_help(trial))(trial)
+for _command in (search, confirm, ablate, sample, report, evaluate):
+    app.command(help=_help(_command))(_command)
 
 
 # Exit codes: 0 success, 1 a bug (traceback), 2 a user error (usage or bad input),

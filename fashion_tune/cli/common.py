@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -79,3 +80,13 @@ def save_image(image: Image, path: Path) -> Path:
     except OSError as exc:
         raise FashionTuneError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+# options several commands share (search, confirm, ablate)
+AddressOption = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster: 'auto' or ray://HOST:10001. Default: an embedded local Ray."),
+]
+MaxFailuresOption = Annotated[
+    int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
+]

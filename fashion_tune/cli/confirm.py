@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fashion_tune.cli.common import console
+from fashion_tune.cli.common import AddressOption, MaxFailuresOption, console
 
 
 def confirm(
@@ -26,15 +26,8 @@ def confirm(
         int | None,
         typer.Option(help="Fresh seeds per config, 2-100 (default: confirm.seeds, else 3)."),
     ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster: 'auto' or ray://HOST:10001. Default: an embedded local Ray."
-        ),
-    ] = None,
-    max_failures: Annotated[
-        int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
-    ] = 3,
+    address: AddressOption = None,
+    max_failures: MaxFailuresOption = 3,
 ) -> None:
     """Retrain the top-k configs of a finished search and its literature default (the
     space's first point) with fresh seeds at the full budget.

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fashion_tune.cli.common import console
+from fashion_tune.cli.common import AddressOption, MaxFailuresOption, console
 
 
 def search(
@@ -16,12 +16,7 @@ def search(
     data: Annotated[
         str | None, typer.Option(help="Shard set folder or URI (default: the space's data.path).")
     ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster: 'auto' or ray://HOST:10001. Default: an embedded local Ray."
-        ),
-    ] = None,
+    address: AddressOption = None,
     storage: Annotated[
         str, typer.Option(help="Where results live: a path (shared on clusters) or s3:// / gs://.")
     ] = "results",
@@ -41,9 +36,7 @@ def search(
         bool,
         typer.Option(help="Print the resolved space and one sampled trial config; run nothing."),
     ] = False,
-    max_failures: Annotated[
-        int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
-    ] = 3,
+    max_failures: MaxFailuresOption = 3,
     autoscaling: Annotated[
         bool,
         typer.Option(

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from fashion_tune.atomic import atomic_dir
 from fashion_tune.errors import FashionTuneError
+from fashion_tune.report import ablate as ablate_mod
+from fashion_tune.report import ablate_figures, plots, rank
 from fashion_tune.report import asha as asha_mod
 from fashion_tune.report import confirm as confirm_mod
 from fashion_tune.report import importance as imp_mod
-from fashion_tune.report import plots, rank
 from fashion_tune.report.collect import Experiment, ReportError, load_experiment
 from fashion_tune.report.export import export_checkpoint, safe_name
 from fashion_tune.report.model import Report, TopTrial
@@ -194,6 +195,11 @@ def _build(
     plots.asha_bars(summary, img / "asha.png")
     step("seed confirmation")
     report.confirm = confirm_mod.read_confirmation(exp)
+    report.ablations = ablate_mod.read_ablations(exp)
+    for i, abl in enumerate(report.ablations):
+        step(f"ablation of {abl.key} ({abl.base})")
+        rel = f"images/ablation{i}"
+        report.ablation_figures.append(ablate_figures.figures(exp, abl, work / rel, rel))
     cache: dict[str, str | Exception] = {}
     for e in [e for e in entries if e.rank and e.rank <= top_k]:
         step(f"top {e.rank}: {e.name} (export, samples)")

@@ -8,8 +8,9 @@ reads it back and says what it shows:
 * each config's value of the objective at the full budget (the final tick), per seed;
   a seed that diverged or errored is a failure, never a number;
 * per config the mean and a 95% Student-t interval of the mean, ranked by mean;
-* whether #1 (by mean) beats the literature default beyond seed noise: Welch's t-test
-  (unequal variances), one-sided, alpha 0.05.
+* whether #1 (by mean) beats the literature default beyond seed noise: the paired t-test
+  over the seeds both finished (replica j of every config has seed j), one-sided, alpha
+  0.05; Welch's unpaired test only when the seeds differ.
 """
 
 from __future__ import annotations
@@ -65,6 +66,21 @@ class Welch:
     t: float
     df: float
     p: float  # one-sided: P(an improvement this large | no true improvement)
+    kind: str = "Welch"  # or "paired t" (paired_one_sided)
+    pairs: int = 0  # seeds paired (paired t only)
+
+
+def paired_one_sided(a: dict[int, float], b: dict[int, float], mode: str) -> Welch:
+    """The paired t-test that ``a`` is better than ``b``, seed by seed (one-sided): the
+    confirmation gives replica j of every config the same seed, so each seed's difference
+    removes what that seed does to both (Welch's test ignores the pairing)."""
+    from fashion_tune.report.paired import paired_compare
+
+    p = paired_compare(b, a, mode)  # improvement of a over b, > 0 is better
+    if p.n < 2 or p.mean_diff is None or p.t is None or p.p_t is None:
+        raise ValueError("the paired test needs at least 2 seeds with a value on both sides")
+    one = p.p_t / 2 if p.mean_diff > 0 else 1 - p.p_t / 2
+    return Welch(p.mean_diff, p.t, float(p.n - 1), one, "paired t", p.n)
 
 
 def welch_one_sided(a: list[float], b: list[float], mode: str) -> Welch:
@@ -232,17 +248,22 @@ def _verdict(conf: Confirmation) -> tuple[str, Welch | None]:
             None,
         )
     a, b = best.values, default.values
-    if len(a) < 2 or len(b) < 2:
+    pa = {v.seed: v.value for v in best.seeds if v.value is not None and v.seed is not None}
+    pb = {v.seed: v.value for v in default.seeds if v.value is not None and v.seed is not None}
+    paired = len(pa.keys() & pb.keys()) >= 2
+    if not paired and (len(a) < 2 or len(b) < 2):
         return (
             f"Cannot tell yet whether {first} beats the literature default: it has "
-            f"{len(a)} finished seed(s) and the default {len(b)}; Welch's test needs at "
-            "least 2 each.",
+            f"{len(a)} finished seed(s) and the default {len(b)}; the paired test needs at "
+            "least 2 seeds finished by both.",
             None,
         )
-    w = welch_one_sided(a, b, conf.mode)
+    # the same seeds on both sides (the plan's design): paired; else Welch's unpaired test
+    w = paired_one_sided(pa, pb, conf.mode) if paired else welch_one_sided(a, b, conf.mode)
+    seeds = f"{w.pairs} paired seeds" if paired else f"{len(a)} and {len(b)} seeds"
     means = (
         f"mean {m} {_mean(best)} vs {_mean(default)}, difference {_fmt(w.diff)}, "
-        f"one-sided Welch p = {w.p:.2g} ({len(a)} and {len(b)} seeds)"
+        f"one-sided {w.kind} p = {w.p:.2g} ({seeds})"
     )
     if w.p < ALPHA:
         return f"{first} beats the literature default beyond seed noise: {means}.", w
@@ -371,8 +392,15 @@ def document(conf: Confirmation | None) -> dict[str, Any] | None:
             for c in conf.configs
         ],
         "missing": conf.missing,
-        "welch": (
-            {"diff": conf.test.diff, "t": conf.test.t, "df": conf.test.df, "p": conf.test.p}
+        "test": (
+            {
+                "kind": conf.test.kind,
+                "diff": conf.test.diff,
+                "t": conf.test.t,
+                "df": conf.test.df,
+                "p": conf.test.p,
+                "pairs": conf.test.pairs,
+            }
             if conf.test
             else None
         ),

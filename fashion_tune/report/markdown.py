@@ -66,6 +66,7 @@ def write_markdown(report: Report, c: dict[str, Any]) -> None:
         else:
             lines += [f"No exported checkpoint: {md(t['export_msg'])}", ""]
     lines += _confirmation(c["confirm"])
+    lines += _ablations(c["ablations"], c["ablate_command"])
     lines += ["## Quality vs symmetry", ""]
     if c["pareto_img"]:
         lines += [f"![pareto]({c['pareto_img']})", "", "Pareto front:", ""]
@@ -112,3 +113,38 @@ def _confirmation(c: dict[str, Any]) -> list[str]:
         for r in c["rows"]
     ]  # fmt: skip
     return lines + _table(head, rows)
+
+
+def _ablations(abls: list[dict[str, Any]], command: str) -> list[str]:
+    lines = ["## Ablation", ""]
+    if not abls:
+        lines.append(
+            "No ablation in this experiment: does one setting matter beyond seed noise? "
+            f"`{md(command)}`."
+        )
+        return [*lines, ""]
+    for a in abls:
+        lines += [f"### {md(a['title'])}", ""]
+        lines += [f"- **{md(t)}**" for t in a["sentences"]]
+        lines += [""] if a["sentences"] else []
+        lines += [md(a["about"]), "", md(a["speed"]), ""]
+        lines += [f"- {md(n)}" for n in [*a["status"], *a["notes"]]]
+        lines += [""] if a["status"] or a["notes"] else []
+        head = ["value", "finished", "objective [95% CI]", "sym_excess [95% CI]",
+                "improvement vs base [95% CI]", "d_z", "paired t p (Holm)",
+                "Wilcoxon p (Holm)", "kimg to threshold", "GFLOP to threshold", "reached",
+                "speed vs base"]  # fmt: skip
+        rows = [
+            [r["label"], r["n"], r["objective"], r["sym"], r["diff"], r["dz"], r["p_t"],
+             r["p_w"], r["speed_kimg"], r["speed_gflop"], r["reached"], r["speed_test"]]
+            for r in a["rows"]
+        ]  # fmt: skip
+        lines += _table(head, rows)
+        f = a["figures"]
+        for key in ("paired", "speed"):
+            if f.get(key):
+                lines += [f"![{key}]({f[key]})", ""]
+        pics = [f"![{md(label)}]({path})" for label, path in f.get("samples", []) if path]
+        if pics:
+            lines += [" ".join(pics), ""]
+    return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fashion_tune.report.ablate import Ablation
 from fashion_tune.report.asha import AshaSummary
 from fashion_tune.report.collect import Experiment
 from fashion_tune.report.confirm import Confirmation
@@ -46,6 +47,8 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     work: Path | None = None  # the temporary folder files go to while building (None: out)
     confirm: Confirmation | None = None  # the seed confirmation (None: not read)
+    ablations: list[Ablation] = field(default_factory=list)
+    ablation_figures: list[dict] = field(default_factory=list)  # per ablation, its figures
 
     @property
     def folder(self) -> Path:

@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from fashion_tune.report import ablate as ablate_mod
 from fashion_tune.report import confirm as confirm_mod
 from fashion_tune.report.model import Report, TopTrial
 from fashion_tune.report.plots import MANY_CURVES, curve_counts
@@ -158,6 +159,7 @@ def document(report: Report, recs: list[dict[str, Any]]) -> dict[str, Any]:
                 "events": a.events, "optuna_states": a.optuna_states,
             },
             "confirmation": confirm_mod.document(report.confirm),
+            "ablations": [ablate_mod.document(a) for a in report.ablations],
             "warnings": report.warnings,
         }
     )  # fmt: skip
@@ -350,6 +352,12 @@ def html_context(report: Report) -> dict[str, Any]:
         ],
         "search_yaml": (report.exp.search or {}).get("space_yaml"),
         "confirm": confirm_mod.context(report.confirm, report.exp.location),
+        "ablations": [
+            {**ablate_mod.context(a), "figures": f}
+            for a, f in zip(report.ablations, report.ablation_figures, strict=False)
+        ],
+        "ablate_command": f"fashion-tune ablate {report.exp.location} "
+        "--vary loss.symmetry=none,consistency,adversarial,pixel --seeds 5",
     }
 
 

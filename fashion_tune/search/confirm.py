@@ -22,20 +22,19 @@ nested in a search.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from fashion_tune import experiment_layout as layout
-from fashion_tune.config import MAX_SEED, TrialConfig
+from fashion_tune.config import TrialConfig
 from fashion_tune.data.storage import Store
 from fashion_tune.errors import FashionTuneError
 from fashion_tune.report import rank
 from fashion_tune.report.collect import Experiment, load_experiment
 from fashion_tune.report.confirm import KEY_CONFIG, KEY_INDEX, KEY_LABEL, KEY_REPLICA
-from fashion_tune.search.experiments import Nested, Pick, RunOptions
+from fashion_tune.search.experiments import Nested, Pick, RunOptions, fresh_seeds, plan_rows
 
 logger = logging.getLogger("fashion_tune.search")
 TOP_K_RANGE = (1, 100)  # as the space schema's confirm section
@@ -153,15 +152,7 @@ def load_finished_search(experiment: str) -> Experiment:
 
 def _fresh_seeds(search_seed: int, n: int, used: set[int]) -> list[int]:
     """n distinct seeds from the search seed and the replica index, none of them used."""
-    out: list[int] = []
-    j = 0
-    while len(out) < n:
-        digest = hashlib.sha256(f"fashion-tune confirm {search_seed} {j}".encode()).digest()
-        seed = int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
-        if seed not in used and seed not in out:
-            out.append(seed)
-        j += 1
-    return out
+    return fresh_seeds(f"fashion-tune confirm {search_seed}", n, used)
 
 
 def _seeds_used(exp: Experiment) -> set[int]:
@@ -240,26 +231,8 @@ def make_plan(exp: Experiment, top_k: int, n_seeds: int) -> dict[str, Any]:
 
 
 def trial_rows(plan: dict[str, Any], fixed: dict[str, Any]) -> list[dict[str, Any]]:
-    """One Tune config per confirmation trial, replica-major (every config gets its first
-    seed before any gets its second, so a partial confirmation already compares all).
-    Every row has the same keys (Ray's table and grid need that): a key a config does not
-    set gets the value the trial would have anyway (the fixed settings' or the default)."""
-    base = TrialConfig().with_overrides(fixed).flat()
-    keys = sorted({k for c in plan["configs"] for k in c["params"]})
-    rows = []
-    for ri, seed in enumerate(plan["seeds"]):
-        for ci, c in enumerate(plan["configs"]):
-            params = {k: c["params"].get(k, base.get(k)) for k in keys}
-            rows.append(
-                {
-                    **params,
-                    "runtime.seed": int(seed),
-                    KEY_CONFIG: ci,
-                    KEY_REPLICA: ri,
-                    KEY_LABEL: c["label"],
-                }
-            )
-    return rows
+    """One Tune config per confirmation trial (``experiments.plan_rows``)."""
+    return plan_rows(plan["configs"], plan["seeds"], fixed, (KEY_CONFIG, KEY_REPLICA, KEY_LABEL))
 
 
 def build_tuner(experiment: str, plan: dict[str, Any], opts: ConfirmOptions) -> Any:

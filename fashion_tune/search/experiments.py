@@ -256,6 +256,60 @@ class Nested:
         )
 
 
+def plan_rows(
+    configs: list[dict[str, Any]],
+    seeds: list[int],
+    fixed: dict[str, Any],
+    keys: tuple[str, str, str],
+) -> list[dict[str, Any]]:
+    """One Tune config per planned trial, replica-major (every config gets its first seed
+    before any gets its second, so a partial run already compares all of them), seed j
+    the same for every config (the design is paired by seed).
+
+    ``configs`` are ``{"params": {...}, "label": ...}``; ``keys`` names the plan keys
+    (config index, replica index, label) that ``run_trial`` drops before building the
+    trial's config. Every row has the same keys (Ray's table and grid need that): a key a
+    config does not set gets the value the trial would have anyway (fixed or default).
+    """
+    from fashion_tune.config import TrialConfig
+
+    key_config, key_replica, key_label = keys
+    base = TrialConfig().with_overrides(fixed).flat()
+    names = sorted({k for c in configs for k in c["params"]})
+    rows = []
+    for ri, seed in enumerate(seeds):
+        for ci, c in enumerate(configs):
+            params = {k: c["params"].get(k, base.get(k)) for k in names}
+            rows.append(
+                {
+                    **params,
+                    "runtime.seed": int(seed),
+                    key_config: ci,
+                    key_replica: ri,
+                    key_label: c["label"],
+                }
+            )
+    return rows
+
+
+def fresh_seeds(domain: str, n: int, used: set[int]) -> list[int]:
+    """n distinct seeds derived from ``domain`` (e.g. the search's seed and the
+    experiment's purpose) and the replica index, none of them in ``used``."""
+    import hashlib
+
+    from fashion_tune.config import MAX_SEED
+
+    out: list[int] = []
+    j = 0
+    while len(out) < n:
+        digest = hashlib.sha256(f"{domain} {j}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+        if seed not in used and seed not in out:
+            out.append(seed)
+        j += 1
+    return out
+
+
 class Pick:
     """``tune.sample_from``: the value of ``key`` in the planned row the grid index picks
     (a class, not a lambda, so Ray's saved search state unpickles it plainly)."""

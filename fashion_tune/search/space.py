@@ -125,6 +125,18 @@ class Confirm:
 
 
 @dataclass(frozen=True)
+class Ablate:
+    """One ``ablate:`` entry (``search/ablate.py``)."""
+
+    key: str
+    values: tuple[Any, ...]
+    seeds: int = 5
+    base: str = "best"
+    sets: tuple[tuple[str, Any], ...] = ()
+    kimg: float | None = None
+
+
+@dataclass(frozen=True)
 class Space:
     """A validated search space. Picklable: it is the define-by-run function itself."""
 
@@ -145,6 +157,7 @@ class Space:
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     confirm: Confirm | None = None  # seed confirmation after the search
+    ablate: tuple[Ablate, ...] = ()  # ablations after it
 
     def base_config(self) -> TrialConfig:
         return TrialConfig().with_overrides(self.fixed)
@@ -179,6 +192,24 @@ class Space:
         trial = study.ask()
         self(trial)
         return dict(trial.params)
+
+
+def _ablate(path: str, i: int, spec: Any) -> Ablate:
+    """An ``ablate:`` entry, its setting and values checked against the trial config."""
+    from fashion_tune.errors import FashionTuneError
+    from fashion_tune.search.ablate import check_values
+
+    ((key, values),) = spec.vary.items()
+    try:
+        checked = check_values(key, tuple(values))
+        known = TrialConfig().flat()
+        for k in spec.set:  # values are checked with each value's config, when it runs
+            if k not in known:
+                TrialConfig().with_overrides({k: None})  # the "did you mean" error
+    except FashionTuneError as exc:
+        raise _err(path, f"ablate[{i}]", str(exc)) from None
+    kimg = None if spec.kimg is None else float(spec.kimg)
+    return Ablate(key, checked, int(spec.seeds), spec.base, tuple(spec.set.items()), kimg)
 
 
 def _err(path: str, key: str, reason: str) -> ConfigError:
@@ -342,6 +373,7 @@ def load_space(path: str | Path, **overrides: Any) -> Space:
         cpus_per_trial=float(doc.resources.cpu),
         gpus_per_trial=float(doc.resources.gpu),
         confirm=Confirm(int(doc.confirm.top_k), int(doc.confirm.seeds)) if doc.confirm else None,
+        ablate=tuple(_ablate(p, i, a) for i, a in enumerate(doc.ablate)),
     )
     # parameters can clash with each other (lambda_sym > 0 while symmetry is none):
     # build the configs of a few random points to catch that now, not mid-search

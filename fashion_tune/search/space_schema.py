@@ -43,6 +43,7 @@ EXAMPLES = {  # shown when a mapping is written as something else
     "objective": "{metric: fd, mode: min}",
     "scheduler": "{type: asha, budget: compute, grace_kimg: 1, reduction_factor: 3}",
     "confirm": "{top_k: 3, seeds: 3}",
+    "ablate": "{vary: {loss.symmetry: [none, pixel]}, seeds: 5, base: best}",
     "searcher": "{type: optuna, seed: 0}",
     "resources": "{cpu: 1, gpu: 0}",
     "fixed": "{schedule.total_kimg: 16}",
@@ -215,6 +216,23 @@ class ConfirmSpec(_Strict):
     seeds: Annotated[Integer, AfterValidator(_at_least(2)), AfterValidator(_at_most(100))] = 3
 
 
+class AblateSpec(_Strict):
+    """Vary one setting of the best (or default) config, the same fresh seeds per value."""
+
+    vary: dict[str, list[Scalar]]
+    seeds: Annotated[Integer, AfterValidator(_at_least(2)), AfterValidator(_at_most(100))] = 5
+    base: Annotated[str, AfterValidator(_one_of(("best", "default")))] = "best"
+    set: dict[str, Scalar] = {}
+    kimg: Annotated[Number, AfterValidator(_at_least(0, strict=True))] | None = None
+
+    @field_validator("vary")
+    @classmethod
+    def _one_setting(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if len(v) != 1:
+            raise ValueError(f"names one setting and its values, got {len(v)} settings")
+        return v
+
+
 class SearcherSpec(_Strict):
     type: Annotated[str, AfterValidator(_one_of(SEARCHERS))] = "optuna"
     seed: Annotated[Integer, AfterValidator(_at_least(0)), AfterValidator(_at_most(MAX_SEED))] = 0
@@ -237,6 +255,7 @@ class SpaceFile(_Strict):
     scheduler: SchedulerSpec = SchedulerSpec()
     searcher: SearcherSpec = SearcherSpec()
     confirm: ConfirmSpec | None = None  # absent: no seed confirmation
+    ablate: list[AblateSpec] = []  # after the search (and confirmation), in file order
     num_samples: Annotated[
         Integer, AfterValidator(_at_least(1)), AfterValidator(_at_most(MAX_SAMPLES))
     ] = 8
@@ -257,7 +276,10 @@ class SpaceFile(_Strict):
     def _empty_sections(cls, data: Any) -> Any:
         # `searcher:` with nothing after it is YAML null: the defaults, as if absent
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
+            data = {k: v for k, v in data.items() if v is not None}
+            if isinstance(data.get("ablate"), dict):  # one ablation: a mapping is enough
+                data["ablate"] = [data["ablate"]]
+            return data
         return data
 
 

@@ -24,6 +24,7 @@ from fashion_tune.training import train
 logger = logging.getLogger("fashion_tune.trial")
 LEDGER_DIR = layout.LEDGER_DIR  # one JSON file per finished trial, in the experiment folder
 CONFIRM_KEY_PREFIX = "confirm."  # Tune config keys of a seed-confirmation trial's plan
+PLAN_KEY_PREFIXES = (CONFIRM_KEY_PREFIX, "ablate.")  # ...and of an ablation trial's
 # result keys Tune fills in itself (a replayed result must not carry stale copies)
 RAY_AUTO_KEYS = frozenset(
     [
@@ -110,8 +111,8 @@ def run_trial(
         ours = {k: v for k, v in done["result"].items() if k not in RAY_AUTO_KEYS}
         tune.report({**ours, "replayed": 1})
         return
-    # a seed-confirmation trial's plan keys (search/confirm.py) are labels, not config
-    params = {k: v for k, v in params.items() if not k.startswith(CONFIRM_KEY_PREFIX)}
+    # a nested trial's plan keys (search/confirm.py, search/ablate.py) are labels, not config
+    params = {k: v for k, v in params.items() if not k.startswith(PLAN_KEY_PREFIXES)}
     cfg = TrialConfig().with_overrides({**fixed, **params})
     resources = ctx.get_trial_resources().required_resources
     if cfg.runtime.threads == 0:
