@@ -34,6 +34,7 @@ TIMEOUT = 300
 # per script, regexes (multiline) its smoke output must match: a line of its table. A script
 # not listed (a new one) must print "SMOKE RUN" and exit 0; add its table line here.
 EXPECTED: dict[str, list[str]] = {
+    "symmetrize.py": [r"^\| inversion \(\d+ steps\) \| ", r"^\| pixel-mirror average \| "],
     "data_loading.py": [
         r"^\| FM 32px L \| \(a\) \| ShardBatches \| main \| (\*\*)?[\d,]+(\*\*)? \|",
         r"^\| JPEG 64px RGB \| \(b\) \| ImageFolder",
