@@ -24,9 +24,10 @@ lint: setup
 	$(BIN)/ruff format --check fashion_tune tests benchmarks
 	$(BIN)/mypy fashion_tune
 
-# two workers (pytest-xdist): a module's tests stay together (tests/conftest.py)
+# two workers (pytest-xdist); --dist loadscope keeps a module's tests on one worker, so
+# its module fixtures (a search, a cluster, a browser, an S3 server) are built once
 test: lint
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadscope
 
 bench: setup
 	$(BIN)/python benchmarks/data_loading.py

@@ -112,15 +112,3 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Path
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage / "tiny"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n 2 --dist loadgroup`` (``make test``): a module's tests stay on one
-    worker, so its module-scoped fixtures (a cluster, a browser, an S3 server, a search)
-    are built once; the benchmark smoke runs, independent scripts, spread over both."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.module.__name__ if item.module else item.nodeid
-            group = item.nodeid if module.endswith("test_benchmarks_smoke") else module
-            item.add_marker(pytest.mark.xdist_group(group))
