@@ -93,9 +93,9 @@ def test_ablate_again_trains_nothing_and_another_plan_is_refused(
 ) -> None:
     results = sorted((ablated / FOLDER).glob("trial_*/result.json"))
     before = {p: p.stat().st_mtime_ns for p in results}
-    proc = run_cli(
-        "ablate", str(ablated), "--vary", VARY, "--seeds", "2", "--base", "default",
-        "--kimg", "0.128", timeout=300,
+    proc = run_cli(  # a relative path, as a user types it (Ray wants absolute ones)
+        "ablate", ablated.name, "--vary", VARY, "--seeds", "2", "--base", "default",
+        "--kimg", "0.128", cwd=ablated.parent, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in results} == before  # nothing trained again

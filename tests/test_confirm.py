@@ -206,7 +206,7 @@ def test_confirm_again_trains_nothing_and_other_counts_are_refused(
     confirmed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = {p: p.stat().st_mtime_ns for p in (confirmed / "confirm").glob("trial_*/result.json")}
-    proc = run_cli("confirm", str(confirmed), timeout=300)
+    proc = run_cli("confirm", confirmed.name, cwd=confirmed.parent, timeout=300)  # relative
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     after = {p: p.stat().st_mtime_ns for p in (confirmed / "confirm").glob("trial_*/result.json")}
     assert after == before  # nothing trained, nothing replayed

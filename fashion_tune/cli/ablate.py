@@ -6,7 +6,12 @@ from typing import Annotated
 
 import typer
 
-from fashion_tune.cli.common import AddressOption, MaxFailuresOption, console
+from fashion_tune.cli.common import (
+    AddressOption,
+    MaxFailuresOption,
+    console,
+    experiment_location,
+)
 
 
 def ablate(
@@ -70,6 +75,7 @@ def ablate(
     from fashion_tune.search.tuner import init_ray
 
     preflight.check_max_failures(max_failures)
+    experiment = experiment_location(experiment)
     key, values = parse_vary(vary)
     sets = parse_overrides(list(set_ or []))
     exp = load_experiment(experiment)  # missing / not an experiment: one error line

@@ -90,3 +90,11 @@ AddressOption = Annotated[
 MaxFailuresOption = Annotated[
     int, typer.Option(help="Retries of a failed trial, each from its last checkpoint.")
 ]
+
+
+def experiment_location(arg: str) -> str:
+    """An experiment argument as Ray wants it: a URI as given, a local path made absolute
+    (Ray Tune refuses a relative storage path; `confirm results/quick` failed so)."""
+    from fashion_tune.data.storage import is_uri
+
+    return arg if is_uri(arg) else str(Path(arg).expanduser().resolve())

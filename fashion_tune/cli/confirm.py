@@ -6,7 +6,12 @@ from typing import Annotated
 
 import typer
 
-from fashion_tune.cli.common import AddressOption, MaxFailuresOption, console
+from fashion_tune.cli.common import (
+    AddressOption,
+    MaxFailuresOption,
+    console,
+    experiment_location,
+)
 
 
 def confirm(
@@ -55,6 +60,7 @@ def confirm(
     from fashion_tune.search.tuner import init_ray
 
     preflight.check_max_failures(max_failures)
+    experiment = experiment_location(experiment)
     exp = load_experiment(experiment)  # missing / not an experiment: one error line
     settings = space_settings(exp.search or {})
     opts = ConfirmOptions(
