@@ -172,7 +172,8 @@ def make_plan(exp: Experiment, opts: AblateOptions) -> dict[str, Any]:
     configs = [
         {
             "value": v,
-            "label": f"{opts.key}={v}" + (" (base)" if i == 0 else ""),
+            # short: Ray's live table cuts a value column to ~20 characters
+            "label": f"{v}" + (" (base)" if i == 0 else ""),
             "params": _config_for(opts.key, v, params, sets, fixed),
         }
         for i, v in enumerate(values)
