@@ -274,10 +274,10 @@ def context(abl: Ablation) -> dict[str, Any]:
             }
         )
     about = (
-        f"The base config ({abl.base_label}) trained once per value of `{abl.key}` with the "
+        f"The base config ({abl.base_label}) trained once per value of {abl.key} with the "
         f"same {len(abl.seeds)} fresh seeds per value, to {abl.budget:g} kimg; the objective "
         f"is {abl.metric} at the final tick ({better} is better). Differences are paired by "
-        "seed against the base's own value (improvement > 0 is better), with the paired "
+        "seed against the base's own value (a positive improvement is better), with the paired "
         "t-test and the Wilcoxon signed-rank test, Holm-corrected across values."
     )
     speed = (

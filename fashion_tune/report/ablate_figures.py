@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from fashion_tune.report.ablate import Ablation
 from fashion_tune.report.collect import Experiment, sub_store
@@ -70,6 +71,8 @@ def speed_plot(abl: Ablation, path: Path) -> Path | None:
     ax.set_ylabel(abl.metric)
     if abl.mode == "min" and all(y > 0 for v in abl.values for r in v.runs for _, y in r.curve):
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 2, 4, 10 rather than 2x10^0
+        ax.yaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=abl.key, title_fontsize=8)
     return _save(fig, path)
