@@ -150,6 +150,7 @@ def test_bad_inputs_are_one_error_line(
         (["--vary", VARY, "--base", "default"], "loss.symmetry=pixel needs a weight",
          "--set loss.lambda_sym=W"),
         (["--vary", VARY, "--set", "loss.symmetry=pixel"], "is the varied setting"),
+        (["--vary", "loss.symmetry=none", "--base", "default"], "no value other than the base"),
         (["--vary", VARY, "--set", "loss.lambda_sym=-1"], "loss.lambda_sym"),
     ]  # fmt: skip
     for args, *frags in cases:

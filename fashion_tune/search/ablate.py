@@ -166,6 +166,11 @@ def make_plan(exp: Experiment, opts: AblateOptions) -> dict[str, Any]:
     label, source, params = base_config(exp, opts.base)
     base_value = TrialConfig().with_overrides({**fixed, **params}).flat()[opts.key]
     values = [base_value, *[v for v in opts.values if v != base_value]]
+    if len(values) < 2:
+        raise FashionTuneError(
+            f"--vary {opts.key} has no value other than the base's own ({base_value}): "
+            "nothing to compare with"
+        )
     sets = dict(opts.sets)
     if opts.kimg is not None:
         sets["schedule.total_kimg"] = float(opts.kimg)
