@@ -55,6 +55,11 @@ class ModelConfig:
     g_depth: int = opt(0, "generator extra depth (dcgan: 3x3 convs per stage; resnet: blocks-1)")
     d_depth: int = opt(0, "discriminator extra depth (as g_depth)")
     d_norm: str = opt("spectral", "discriminator normalization", D_NORMS)
+    fabric_in: bool = opt(
+        True,
+        "fashiongan: the encoder sees the fabric (false: it sees zeros, the fabric-blind "
+        "control of the swap test)",
+    )
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,15 +22,40 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+def shared_data(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder built once per test run and shared by the xdist workers (each worker has
+    its own session, so a session fixture alone built the full 32 px set and its metric
+    reference, ~100 s, on both). The first worker builds it under a file lock; the others
+    wait, then read it. Data only: nothing may write into it afterwards."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's folder, above every worker's own
+    folder = base / f"shared-{name}"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").exists():
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def fmnist32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real Fashion-MNIST data set as 32 px shards (prepared once per session)."""
+    """The real Fashion-MNIST data set as 32 px shards, with its metric reference (made
+    once per test run: the references of a set are made the first time they are needed)."""
     from fashion_tune.data.prepare import prepare
     from fashion_tune.data.sources import SourceOptions
+    from fashion_tune.metrics import reference
 
-    out = tmp_path_factory.mktemp("fmnist32") / "shards"
-    prepare("fashion-mnist", None, str(out), SourceOptions(size=32))
-    return out
+    def build(folder: Path) -> None:
+        prepare("fashion-mnist", None, str(folder / "shards"), SourceOptions(size=32))
+        reference.ensure(str(folder / "shards"), log=lambda _: None)
+
+    return shared_data(tmp_path_factory, "fmnist32", build) / "shards"
 
 
 def run_cli(
@@ -56,13 +82,14 @@ def fmnist_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3,000 real Fashion-MNIST images at 32 px: enough for tiny trials and searches."""
     from fashion_tune.data.prepare import prepare
     from fashion_tune.data.sources import SourceOptions
-
-    out = tmp_path_factory.mktemp("fmnist-small") / "shards"
-    prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=3000))
     from fashion_tune.metrics import reference
 
-    reference.ensure(str(out), log=lambda _: None)  # as `data prepare` does
-    return out
+    def build(folder: Path) -> None:
+        out = folder / "shards"
+        prepare("fashion-mnist", None, str(out), SourceOptions(size=32, limit=3000))
+        reference.ensure(str(out), log=lambda _: None)  # as `data prepare` does
+
+    return shared_data(tmp_path_factory, "fmnist-small", build) / "shards"
 
 
 @pytest.fixture(scope="session")

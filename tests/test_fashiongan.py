@@ -190,7 +190,7 @@ def test_trial_trains_checkpoints_and_resumes_exactly(paired_small: Path, tmp_pa
     strip = [{k: v for k, v in r.items() if k not in timing} for r in straight.history]
     assert strip == [{k: v for k, v in r.items() if k not in timing} for r in second.history]
     m = straight.metrics
-    for key in ("fd", "shape_iou", "edge_f1", "fabric_err", "fabric_div", "loss/l1", "loss/tex"):
+    for key in ("fd", "shape_iou", "edge_f1", "fabric_err", "fabric_div", "fabric_top1", "loss/l1"):
         assert math.isfinite(m[key]), (key, m)
     assert m["metric_ref"] and (tmp_path / "straight" / "samples.png").exists()
     state, _ = ckpt.load(tmp_path / "split" / "checkpoints" / "latest")

@@ -21,12 +21,18 @@ app = typer.Typer(
 @app.command()
 def prepare(
     source: Annotated[
-        str, typer.Argument(help="Data source: fashion-mnist, deepfashion or folder.")
+        str,
+        typer.Argument(
+            help="Data source: fashion-mnist, deepfashion or folder; or fabric-mnist "
+            "(Fashion-MNIST garments made of procedural colour fabrics, with the fabric kind "
+            "per garment: for tests and benchmarks of FashionGAN only, not real garments)."
+        ),
     ],
     path: Annotated[
         str | None,
         typer.Argument(
-            help="Source folder. fashion-mnist: the four IDX .gz files (default: Debian's "
+            help="Source folder. fashion-mnist (and fabric-mnist): the four IDX .gz files "
+            "(default: Debian's "
             "/usr/share/datasets/fashion-mnist, else a download). deepfashion: the benchmark "
             "root holding Anno/ and Eval/ (Category-and-Attribute or In-shop). folder: "
             "ROOT/<class>/<image>."

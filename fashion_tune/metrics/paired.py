@@ -17,6 +17,10 @@ with a fixed seed from the test split when the set has one):
 * ``fabric_div`` (higher): diversity across fabrics: ``DIV_SKETCHES`` sketches each
   rendered with ``DIV_FABRICS`` fabrics; mean pairwise L1 distance of those outputs (in
   [0, 1]), averaged over sketches. 0 means the fabric is ignored.
+* ``fabric_top1`` (higher, chance = 1 / ``DIV_FABRICS``): the swap test. Those same
+  outputs, each sketch with K fabrics of other garments: is each output's fabric patch
+  closest (colour and texture statistics) to its own fabric among the K? Top-1 accuracy,
+  ties shared (a model whose outputs ignore the fabric scores exactly chance).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ PAIRED_SCORES: dict[str, bool] = {
     "edge_f1": False,
     "fabric_err": True,
     "fabric_div": False,
+    "fabric_top1": False,
 }
 EDGE_TOL = 1  # px
 DIV_SKETCHES, DIV_FABRICS = 8, 8
@@ -121,6 +126,22 @@ def fabric_error(outputs: np.ndarray, fabrics: np.ndarray) -> float:
     return float(np.abs(_texture_stats(mine) - _texture_stats(fabrics)).mean() / 255.0)
 
 
+def fabric_retrieval(outputs: np.ndarray, fabrics: np.ndarray) -> float:
+    """Swap-test top-1 accuracy: ``outputs`` (k, m, C, S, S) uint8, sketch i rendered with
+    fabric j of ``fabrics`` (m, C, P, P) uint8; each output's fabric patch is matched to the
+    nearest of the m fabrics (L1 on colour / texture statistics). An output equally near
+    several fabrics gets 1 / (how many) of a hit when its own is among them."""
+    k, m = outputs.shape[:2]
+    cand = _texture_stats(fabrics)  # (m, 3C)
+    flat = outputs.reshape(k * m, *outputs.shape[2:])
+    mine = _texture_stats(np.stack([fabric_patch(o, garment_mask(o)) for o in flat]))
+    dist = np.abs(mine[:, None, :] - cand[None]).sum(-1)  # (k*m, m)
+    nearest = np.isclose(dist, dist.min(axis=1, keepdims=True), rtol=0, atol=1e-9)
+    own = np.tile(np.arange(m), k)
+    hits = nearest[np.arange(k * m), own] / nearest.sum(axis=1)
+    return float(hits.mean())
+
+
 class PairedEvaluator:
     """Scores G + E each tick on fixed pairs (see the module docstring)."""
 
@@ -151,7 +172,12 @@ class PairedEvaluator:
         scores["edge_f1"] = edge_f1(np.stack([sketch(o) for o in out]), self.sketches)
         scores["fabric_err"] = fabric_error(out, self.fabrics)
         k, m = self.div_shape
-        div = translate(G, E, self.div_sketches, self.div_fabrics).reshape(k, m, -1)
+        swapped = translate(G, E, self.div_sketches, self.div_fabrics)
+        div = swapped.reshape(k, m, -1)
         pair_l1 = (div[:, :, None] - div[:, None]).abs().mean(-1)  # [k, m, m]
         scores["fabric_div"] = float(pair_l1.sum((1, 2)).mean() / max(m * (m - 1), 1) / 2)
+        swapped_u8 = to_uint8(swapped)
+        scores["fabric_top1"] = fabric_retrieval(
+            swapped_u8.reshape(k, m, *swapped_u8.shape[1:]), self.div_fabrics[:m]
+        )
         return scores

@@ -23,7 +23,10 @@ from fashion_tune.report.rank import Entry, finite, symmetry_metric
 
 # shown beside the ranking metric: quality, fidelity / diversity, symmetry (sym_gap for
 # experiments made before sym_excess existed)
-SIDE = ("fd", "kid", "precision", "recall", "coverage", "diversity", "sym_excess", "sym_gap")
+SIDE = (
+    "fd", "kid", "precision", "recall", "coverage", "diversity", "sym_excess", "sym_gap",
+    "shape_iou", "fabric_top1",  # fashiongan: sketch fidelity, the swap test (when reported)
+)  # fmt: skip
 
 
 def fmt(v: Any) -> str:

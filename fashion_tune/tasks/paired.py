@@ -69,6 +69,11 @@ def build_paired_models(
     return G, build_encoder(channels, m.z_dim, m.g_width), D
 
 
+def _blind(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A forward pre-hook: the encoder gets zeros instead of the fabric."""
+    return (torch.zeros_like(args[0]), *args[1:])
+
+
 def _stats(x: torch.Tensor) -> torch.Tensor:
     """Texture statistics of blocks [B, C, h, w] -> [B, 3C]."""
     grad = (x[:, :, 1:] - x[:, :, :-1]).abs().mean((2, 3)) + (
@@ -86,6 +91,8 @@ class PairedTask(GanTask):
         self.cfg, self.shards, self.rt = cfg, shards, rt
         G, E, D = build_paired_models(cfg, shards.image_size, shards.channels)
         self.G, self.E, self.D = rt.place(G), rt.place(E), rt.place(D)
+        if not cfg.model.fabric_in:  # the control: the fabric never reaches G, in training
+            self.E.register_forward_pre_hook(_blind)  # and in every evaluation
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
