@@ -330,6 +330,9 @@ def test_search_and_report_show_triptychs(paired_small: Path, tmp_path: Path) ->
     # 16 fixed pairs as sketch | fabric | output, four triptychs a row, 32 px cells at 2x
     assert Image.open(grids[0]).size == ((12 * 34 + 2) * 2, (4 * 34 + 2) * 2)
     assert "fd" in (out / "report.md").read_text()
+    html = (out / "index.html").read_text()
+    assert "Sketch | fabric | output triptychs" in html and "noise seed" not in html
+    assert "fabric_top1" in html  # the swap test beside fd in the leaderboard
 
 
 def test_folder_source_rgb_pairs(tmp_path: Path) -> None:

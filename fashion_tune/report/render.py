@@ -216,6 +216,8 @@ def _top(report: Report, t: TopTrial, side: list[str]) -> dict[str, Any]:
         "real": t.real,
         "real_msg": t.real_msg,
         "checkpoint": e.checkpoint.name if e.checkpoint else "",
+        # fashiongan: the grid is sketch | fabric | output triptychs, no noise seed
+        "paired": ((e.trial.config or {}).get("model") or {}).get("arch") == "fashiongan",
         "numbers": numbers,
         "params": [(k, fmt(v)) for k, v in sorted(e.trial.params.items())],
         "curves": t.curves,
