@@ -141,8 +141,8 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Path
     return storage / "tiny"
 
 
-# The longest modules first: `make test` runs `pytest -n 2 --dist loadscope`, which hands
-# whole modules to the two workers in collection order; a long module collected last ran
+# The longest modules first: `make test` runs `pytest -n 2 --dist loadscope
+# --no-loadscope-reorder`, which hands whole modules to the two workers in collection order; a long module collected last ran
 # alone at the end (the other worker idle for minutes). Longest-first keeps both busy.
 # Rough minutes on 2 cores; modules not listed follow in their usual order.
 LONGEST_FIRST = (
