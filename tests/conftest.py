@@ -142,8 +142,9 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Path
 
 
 # The longest modules first: `make test` runs `pytest -n 2 --dist loadscope
-# --no-loadscope-reorder`, which hands whole modules to the two workers in collection order; a long module collected last ran
-# alone at the end (the other worker idle for minutes). Longest-first keeps both busy.
+# --no-loadscope-reorder`, which hands whole modules to the two workers in collection
+# order; a long module handed out last ran alone at the end (the other worker idle for
+# minutes). Longest-first keeps both busy.
 # Rough minutes on 2 cores; modules not listed follow in their usual order.
 LONGEST_FIRST = (
     "test_benchmarks_smoke",  # ~6: every benchmark script's --smoke
