@@ -152,3 +152,12 @@ def test_fabric_retrieval_by_hand() -> None:
     assert fabric_retrieval(np.stack([np.stack([garments[0]] * m)] * k), fabrics) == 0.25
     shifted = np.stack([np.roll(garments, 1, axis=0)] * k)
     assert fabric_retrieval(shifted, fabrics) == 0.0
+
+
+def test_grey_fabric_mnist_is_refused_in_one_line(tmp_path: Path) -> None:
+    from conftest import assert_one_line_error, run_cli
+
+    out = tmp_path / "grey"
+    proc = run_cli("data", "prepare", "fabric-mnist", "--channels", "1", "--out", str(out))
+    assert_one_line_error(proc, "fabric-mnist is a colour set")
+    assert not out.exists()

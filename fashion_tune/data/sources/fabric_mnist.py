@@ -21,6 +21,7 @@ from PIL import Image
 from fashion_tune.data.imaging import to_square
 from fashion_tune.data.sources.base import Record, Scan, register
 from fashion_tune.data.sources.fashion_mnist import FashionMNIST
+from fashion_tune.errors import DataError
 
 FABRICS = ("solid", "stripes", "checks", "dots", "gradient")
 SHADE_FLOOR = 0.35  # the darkest shading of a garment pixel (grey 0 inside it)
@@ -71,6 +72,8 @@ class FabricMNIST(FashionMNIST):
     name = "fabric-mnist"
 
     def scan(self) -> Scan:
+        if self.options.channels == 1:
+            raise DataError("fabric-mnist is a colour set: --channels 1 would drop its fabrics")
         scan = super().scan()
         rows = np.zeros((len(scan.records), len(FABRICS)), np.int8)
         for i, rec in enumerate(scan.records):
