@@ -25,11 +25,9 @@ lint: setup
 	$(BIN)/mypy fashion_tune
 
 # two workers (pytest-xdist); --dist loadscope keeps a module's tests on one worker, so
-# its module fixtures (a search, a cluster, a browser, an S3 server) are built once, and
-# --no-loadscope-reorder hands modules out in collection order: the longest first
-# (tests/conftest.py), where xdist's own order (most tests first) left the long ones last
+# its module fixtures (a search, a cluster, a browser, an S3 server) are built once
 test: lint
-	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder
+	$(BIN)/pytest -n 2 --dist loadscope
 
 bench: setup
 	$(BIN)/python benchmarks/data_loading.py

@@ -139,32 +139,3 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory, fmnist_small: Path
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage / "tiny"
-
-
-# The longest modules first: `make test` runs `pytest -n 2 --dist loadscope
-# --no-loadscope-reorder`, which hands whole modules to the two workers in collection
-# order; a long module handed out last ran alone at the end (the other worker idle for
-# minutes). Longest-first keeps both busy.
-# Rough minutes on 2 cores; modules not listed follow in their usual order.
-LONGEST_FIRST = (
-    "test_benchmarks_smoke",  # ~6: every benchmark script's --smoke
-    "test_trial",  # ~3
-    "test_search",  # ~3
-    "test_metric_sanity",  # ~2
-    "test_ray_start_cluster",
-    "test_fashiongan",
-    "test_chaos",
-    "test_reference_cluster",
-    "test_ablate",
-    "test_confirm",
-    "test_report",
-    "test_s3",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        name = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within a module is kept
