@@ -24,7 +24,7 @@ from typing import Any
 
 from fashion_tune import experiment_layout as layout
 from fashion_tune.report.collect import Experiment, ReportError, TrialRecord, load_experiment
-from fashion_tune.report.confirm import MeanCI, SeedValue, _seed_value, mean_ci
+from fashion_tune.report.confirm import MeanCI, SeedValue, final_value, mean_ci
 from fashion_tune.report.paired import (
     Paired,
     Reach,
@@ -141,7 +141,7 @@ def summarize(plan: dict[str, Any], trials: list[TrialRecord], experiment: str) 
         runs = []
         for ri, seed in enumerate(seeds):
             rec = slots.get((vi, ri))
-            final = _seed_value(rec, seed, metric, budget)
+            final = final_value(rec, seed, metric, budget)
             curve, compute = _curves(rec, metric)
             sym = None
             if final.value is not None and rec is not None and rec.rows:

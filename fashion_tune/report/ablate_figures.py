@@ -82,11 +82,10 @@ def sample_grids(exp: Experiment, abl: Ablation, folder: Path) -> list[tuple[str
     """(value, file in ``folder``) per value: the last sample grid of its run with the
     first seed that has one (every value the same seed when it can)."""
     store = sub_store(exp.store, abl.folder)
-    seeds = [s for s in abl.seeds]
     pick = next(
         (
             j
-            for j in range(len(seeds))
+            for j in range(len(abl.seeds))
             if all(j < len(v.runs) and v.runs[j].final.trial for v in abl.values)
         ),
         0,

@@ -156,7 +156,9 @@ def plan_of(exp: Experiment) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _seed_value(rec: TrialRecord | None, seed: int | None, metric: str, budget: float) -> SeedValue:
+def final_value(rec: TrialRecord | None, seed: int | None, metric: str, budget: float) -> SeedValue:
+    """One planned run's objective at the full budget, or why it has none (a nested
+    experiment's run: the confirmation's and the ablation's)."""
     if rec is None:
         return SeedValue(seed, None, "pending")
     name = rec.folder or f"trial_{rec.trial_id}"
@@ -188,7 +190,7 @@ def summarize(plan: dict[str, Any], trials: list[TrialRecord], experiment: str) 
     conf.command = f"fashion-tune confirm {experiment}"
     for ci, c in enumerate(plan["configs"]):
         values = [
-            _seed_value(by_slot.get((ci, ri)), seed, metric, budget)
+            final_value(by_slot.get((ci, ri)), seed, metric, budget)
             for ri, seed in enumerate(seeds)
         ]
         cc = ConfirmedConfig(

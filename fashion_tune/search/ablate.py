@@ -33,7 +33,7 @@ from fashion_tune.errors import FashionTuneError
 from fashion_tune.report import rank
 from fashion_tune.report.ablate import KEY_INDEX, KEY_LABEL, KEY_REPLICA, KEY_VALUE
 from fashion_tune.report.collect import Experiment
-from fashion_tune.search.confirm import _seeds_used, load_finished_search
+from fashion_tune.search.confirm import load_finished_search, seeds_used
 from fashion_tune.search.experiments import Nested, RunOptions, fresh_seeds, plan_rows
 
 logger = logging.getLogger("fashion_tune.search")
@@ -194,7 +194,7 @@ def make_plan(exp: Experiment, opts: AblateOptions) -> dict[str, Any]:
         "base_source": source,
         "base_params": params,
         "sets": dict(opts.sets),
-        "seeds": fresh_seeds(domain, opts.seeds, _seeds_used(exp)),
+        "seeds": fresh_seeds(domain, opts.seeds, seeds_used(exp)),
         "configs": configs,
         "metric": exp.metric,
         "mode": exp.mode,

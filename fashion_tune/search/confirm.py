@@ -155,7 +155,8 @@ def _fresh_seeds(search_seed: int, n: int, used: set[int]) -> list[int]:
     return fresh_seeds(f"fashion-tune confirm {search_seed}", n, used)
 
 
-def _seeds_used(exp: Experiment) -> set[int]:
+def seeds_used(exp: Experiment) -> set[int]:
+    """Every seed the search trained with (fresh seeds of a nested experiment avoid them)."""
     fixed = (exp.search or {}).get("fixed") or {}
     used = {int(fixed.get("runtime.seed", TrialConfig().runtime.seed))}
     for t in exp.trials:
@@ -215,7 +216,7 @@ def make_plan(exp: Experiment, top_k: int, n_seeds: int) -> dict[str, Any]:
         )
     if default is None:
         notes.append("the space has no points: there is no literature default to compare with")
-    seeds = _fresh_seeds(int(search.get("seed") or 0), n_seeds, _seeds_used(exp))
+    seeds = _fresh_seeds(int(search.get("seed") or 0), n_seeds, seeds_used(exp))
     return {
         "version": 1,
         "experiment": exp.name,
