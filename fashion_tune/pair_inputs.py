@@ -103,10 +103,10 @@ def rebuild_paired(state: dict[str, Any], cfg: Any) -> tuple[torch.nn.Module, to
     return G.eval(), E.eval()
 
 
-def checkpoint_triptychs(state: dict[str, Any], cfg: Any, per_row: int = 4) -> Image.Image:
-    """sketch | fabric | output of a fashiongan checkpoint on the fixed pairs it carries."""
-    from fashion_tune.grids import triptychs
-    from fashion_tune.metrics.paired import translate
+def checkpoint_sheet(state: dict[str, Any], cfg: Any) -> Image.Image:
+    """A fashiongan checkpoint's swap sheet on the fixed pairs it carries: its fabrics along
+    the top, one row per sketch made of each (``metrics.swap.fixed_pair_sheet``)."""
+    from fashion_tune.metrics.swap import fixed_pair_sheet
 
     meta = state["model_meta"]
     if "grid_sketches" not in meta:
@@ -114,4 +114,4 @@ def checkpoint_triptychs(state: dict[str, Any], cfg: Any, per_row: int = 4) -> I
     G, E = rebuild_paired(state, cfg)
     sk, fb = meta["grid_sketches"], meta["grid_fabrics"]
     scale = max(1, 64 // int(meta["img_size"]))
-    return triptychs([sk, fb, translate(G, E, sk, fb)], per_row=per_row, scale=scale)
+    return fixed_pair_sheet(G, E, np.asarray(sk), np.asarray(fb), scale=scale)

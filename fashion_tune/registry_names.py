@@ -16,3 +16,4 @@ D_NORMS = ("none", "batch", "spectral")  # discriminator normalization
 GAN_LOSSES = ("ns", "hinge", "wgan")  # non-saturating, hinge, Wasserstein
 PENALTIES = ("none", "wgan-gp", "r1")  # gradient penalty on D
 SYMMETRY_VARIANTS = ("none", "consistency", "adversarial", "pixel")  # see losses.symmetry_loss
+TEXTURE_LOSSES = ("stats", "gram")  # fashiongan's local texture loss: see texture.py

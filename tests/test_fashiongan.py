@@ -313,7 +313,7 @@ def test_damaged_pair_columns_are_one_line(paired_small: Path, tmp_path: Path) -
 
 
 # -- search and report ---------------------------------------------------------------------
-def test_search_and_report_show_triptychs(paired_small: Path, tmp_path: Path) -> None:
+def test_search_and_report_show_swap_sheets(paired_small: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     space = Path(__file__).resolve().parent / "spaces" / "fashiongan_tiny.yaml"
@@ -327,11 +327,15 @@ def test_search_and_report_show_triptychs(paired_small: Path, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr
     grids = sorted((out / "images").glob("samples-*.png"))
     assert grids, proc.stdout
-    # 16 fixed pairs as sketch | fabric | output, four triptychs a row, 32 px cells at 2x
-    assert Image.open(grids[0]).size == ((12 * 34 + 2) * 2, (4 * 34 + 2) * 2)
+    # the swap sheet: a header row of 6 fixed fabrics, then 6 sketches, each followed by it
+    # made of every fabric; 7 x 7 cells of 32 px, padded, at 2x; the top-left cell is blank
+    sheet = np.asarray(Image.open(grids[0]).convert("RGB"))
+    assert sheet.shape[:2] == ((7 * 34 + 2) * 2, (7 * 34 + 2) * 2)
+    assert (sheet[4:68, 4:68] == 255).all()
+    assert (sheet[4:68, 72:136] != 255).any()  # the first fabric
     assert "fd" in (out / "report.md").read_text()
     html = (out / "index.html").read_text()
-    assert "Sketch | fabric | output triptychs" in html and "noise seed" not in html
+    assert "Swap sheet of fixed pairs" in html and "noise seed" not in html
     assert "fabric_top1" in html  # the swap test beside fd in the leaderboard
 
 

@@ -14,6 +14,7 @@ from fashion_tune.cli.reference import reference_cmd
 from fashion_tune.cli.report import report
 from fashion_tune.cli.sample import sample
 from fashion_tune.cli.search import search
+from fashion_tune.cli.swap_test import swap_test
 from fashion_tune.cli.trial import _config_epilog, trial
 from fashion_tune.errors import FashionTuneError, Interrupted
 
@@ -44,6 +45,7 @@ app.add_typer(data.app, name="data")
 app.command(epilog=_config_epilog(), help=_help(trial))(trial)
 for _command in (search, confirm, ablate, sample, report, evaluate):
     app.command(help=_help(_command))(_command)
+app.command("swap-test", help=_help(swap_test))(swap_test)
 
 
 # Exit codes: 0 success, 1 a bug (traceback), 2 a user error (usage or bad input),

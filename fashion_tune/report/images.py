@@ -1,5 +1,5 @@
 """Image grids for the report: a checkpoint's EMA samples beside real images of the same classes
-(a fashiongan checkpoint: sketch | fabric | output triptychs on the fixed pairs it carries).
+(a fashiongan checkpoint: its swap sheet, each fixed sketch made of each fixed fabric).
 
 The generated grid uses fixed noise (``--seed``) and one row per class (the first
 ten classes of a conditional generator), the layout of the trial's own sample grids,
@@ -33,10 +33,10 @@ def sample_grid(checkpoint: Path, seed: int) -> tuple[Image.Image, list[str]]:
     from fashion_tune.training import rebuild_generator
 
     state, cfg = load(checkpoint)
-    if state.get("task") == "paired":  # fashiongan: sketch | fabric | output triptychs
-        from fashion_tune.pair_inputs import checkpoint_triptychs
+    if state.get("task") == "paired":  # fashiongan: each sketch made of several fabrics
+        from fashion_tune.pair_inputs import checkpoint_sheet
 
-        return checkpoint_triptychs(state, cfg), []
+        return checkpoint_sheet(state, cfg), []
     G = rebuild_generator(state, cfg)
     classes = [str(c) for c in state["model_meta"].get("classes", [])]
     rows = min(G.num_classes, MAX_ROWS) if G.num_classes else COLS

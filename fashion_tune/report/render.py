@@ -216,7 +216,7 @@ def _top(report: Report, t: TopTrial, side: list[str]) -> dict[str, Any]:
         "real": t.real,
         "real_msg": t.real_msg,
         "checkpoint": e.checkpoint.name if e.checkpoint else "",
-        # fashiongan: the grid is sketch | fabric | output triptychs, no noise seed
+        # fashiongan: the grid is a swap sheet (sketches x fabrics), no noise seed
         "paired": ((e.trial.config or {}).get("model") or {}).get("arch") == "fashiongan",
         "numbers": numbers,
         "params": [(k, fmt(v)) for k, v in sorted(e.trial.params.items())],

@@ -4,11 +4,9 @@ One step, on a batch of (garment x, sketch s, fabric f), all in [-1, 1]:
 
 * cVAE-GAN branch: ``(mu, logvar) = E(f)``, ``z_e = mu + sigma * eps``, ``G(s, z_e)``
   must look real to ``D(., s)`` and match x in L1; KL(q(z|f) || N(0, I)) keeps the code
-  small; the local texture loss matches texture statistics (channel means, stds, mean
-  gradient magnitude) of a random block of ``G(s, z_e)`` - side 45/256 to 64/256 of the
-  image, as FashionGAN's 45-64 px blocks at 256 px, placed around the centre where a
-  garment is - to those of the fabric patch (a statistics stand-in for FashionGAN's
-  texture term);
+  small; the local texture loss (``loss.texture``: block statistics, or FashionGAN's Gram
+  matrices in a fixed pretrained stem; ``fashion_tune.texture``) matches a random block
+  of ``G(s, z_e)`` near the centre, where a garment is, to the fabric patch;
 * cLR-GAN branch: ``z_r ~ N(0, I)``, ``G(s, z_r)`` must look real, and the encoder must
   recover ``z_r`` from its centre crop (latent regression; this term trains G only);
 * D (two-scale PatchGAN, conditioned on s) sees x as real and both outputs as fake;
@@ -24,21 +22,21 @@ import copy
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from fashion_tune.config import TrialConfig
 from fashion_tune.data.reader import ShardSet
-from fashion_tune.grids import triptychs
 from fashion_tune.losses import d_loss, flip, g_loss, penalty, symmetry_loss
 from fashion_tune.metrics.evaluate import metric_ref
 from fashion_tune.metrics.inception import InceptionMetric
-from fashion_tune.metrics.paired import PairedEvaluator, translate
+from fashion_tune.metrics.paired import PairedEvaluator
 from fashion_tune.metrics.reference import Reference
+from fashion_tune.metrics.swap import fixed_pair_sheet
 from fashion_tune.models import build_discriminator, build_generator
 from fashion_tune.models.fashiongan import FabricEncoder, build_encoder
 from fashion_tune.tasks.base import Batches, GanTask, Runtime
+from fashion_tune.texture import texture_loss
 
 GRID_PAIRS = 16
 
@@ -66,20 +64,15 @@ def build_paired_models(
         depth=m.d_depth,
         norm=m.d_norm,
     )
-    return G, build_encoder(channels, m.z_dim, m.g_width), D
+    E = build_encoder(channels, m.z_dim, m.g_width)
+    if not m.fabric_in:  # the control: the fabric never reaches G, in training, in every
+        E.register_forward_pre_hook(_blind)  # evaluation and in a checkpoint loaded later
+    return G, E, D
 
 
 def _blind(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """A forward pre-hook: the encoder gets zeros instead of the fabric."""
     return (torch.zeros_like(args[0]), *args[1:])
-
-
-def _stats(x: torch.Tensor) -> torch.Tensor:
-    """Texture statistics of blocks [B, C, h, w] -> [B, 3C]."""
-    grad = (x[:, :, 1:] - x[:, :, :-1]).abs().mean((2, 3)) + (
-        x[:, :, :, 1:] - x[:, :, :, :-1]
-    ).abs().mean((2, 3))
-    return torch.cat([x.mean((2, 3)), x.std((2, 3)), grad / 2], 1)
 
 
 class PairedTask(GanTask):
@@ -91,8 +84,6 @@ class PairedTask(GanTask):
         self.cfg, self.shards, self.rt = cfg, shards, rt
         G, E, D = build_paired_models(cfg, shards.image_size, shards.channels)
         self.G, self.E, self.D = rt.place(G), rt.place(E), rt.place(D)
-        if not cfg.model.fabric_in:  # the control: the fabric never reaches G, in training
-            self.E.register_forward_pre_hook(_blind)  # and in every evaluation
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
@@ -215,18 +206,10 @@ class PairedTask(GanTask):
         return [t.detach().float() for t in (lg, l1, kl, latent, tex, sym)]
 
     def _texture(self, fake: torch.Tensor, fabric: torch.Tensor) -> torch.Tensor:
-        """Texture statistics of one random block of each output vs its fabric patch."""
+        """The configured local texture loss (``fashion_tune.texture``)."""
         if self.cfg.loss.lambda_tex == 0:
             return torch.zeros((), device=fake.device)
-        size = fake.shape[-1]
-        lo_side, hi_side = max(2, size * 45 // 256), max(3, size * 64 // 256)
-        r = torch.randint(0, 1 << 30, (3,), device=fake.device, generator=self.noise_gen).tolist()
-        side = lo_side + r[0] % (hi_side - lo_side + 1)
-        span = size // 2 - side  # top-left corners within the central half
-        y0 = size // 4 + r[1] % max(span + 1, 1)
-        x0 = size // 4 + r[2] % max(span + 1, 1)
-        block = fake[:, :, y0 : y0 + side, x0 : x0 + side].float()
-        return F.l1_loss(_stats(block), _stats(fabric.float()))
+        return texture_loss(self.cfg.loss.texture, fake, fabric, self.noise_gen)
 
     # -- evaluation and samples --------------------------------------------------------------
     def setup_eval(self, ref: Reference, inception: InceptionMetric | None) -> None:
@@ -253,6 +236,5 @@ class PairedTask(GanTask):
         assert self.evaluator is not None, "setup_eval first"
         sk = self.evaluator.sketches[:GRID_PAIRS]
         fb = self.evaluator.fabrics[:GRID_PAIRS]
-        out = translate(self.G_ema, self.E, sk, fb)
         scale = max(1, 64 // self.shards.image_size)
-        return triptychs([sk, fb, out], per_row=4, scale=scale)
+        return fixed_pair_sheet(self.G_ema, self.E, sk, fb, scale=scale)

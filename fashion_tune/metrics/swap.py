@@ -1,0 +1,162 @@
+"""The swap test: does a sketch + fabric generator make the garment *of its fabric*?
+
+For N held-out sketches and K fabrics cut from K other held-out garments, every sketch is
+rendered with every fabric (N x K outputs, from the fabric's mean code). Scores:
+
+* ``fabric_top1`` (chance 1/K): is each output's own fabric patch (the crop recipe of
+  ``data/pairs.py``) nearest, in colour and texture statistics, to the fabric it was made
+  from among the K? (:func:`~fashion_tune.metrics.paired.fabric_retrieval`; ties shared.)
+* ``texture_top1`` (chance 1/K): the same question asked without colour: each patch is
+  reduced to its pattern (its pixels projected on their main colour axis, standardized),
+  described by the power spectrum of that map (Hann-windowed; where the energy lies, not
+  where the pattern is), and matched by L1 among the K. Two fabrics of one colour pair but
+  different weaves differ here; a model that gets the colour right and paints it flat
+  scores low.
+* ``shape_iou``, ``edge_f1``: the outputs' agreement with their sketch;
+* ``fd`` (and the other realism scores of the metric reference): the N x K outputs, each
+  claiming its sketch's garment class.
+
+A model that ignores its fabric scores chance on both retrievals: the fabric-blind control
+(``model.fabric_in=false``) is the baseline to read them against. ``swap_sheet`` draws the
+same outputs as a sheet: the fabrics along the top, one row per sketch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from fashion_tune.config import MetricsConfig
+from fashion_tune.data.pairs import fabric_patch, garment_mask, sketch
+from fashion_tune.data.reader import ShardSet
+from fashion_tune.errors import DataError
+from fashion_tune.grids import make_grid, to_uint8
+from fashion_tune.metrics.evaluate import score_images
+from fashion_tune.metrics.paired import edge_f1, fabric_retrieval, shape_iou, translate
+from fashion_tune.metrics.reference import Reference
+
+SWAP_SEED = 1812
+SWAP_SCORES = ("fabric_top1", "texture_top1", "shape_iou", "edge_f1", "fd")
+
+
+def pattern_spectrum(patches: np.ndarray) -> np.ndarray:
+    """(N, C, P, P) uint8 -> (N, P*P) colour-blind texture descriptors: the power spectrum
+    (DC removed, summing to 1) of each patch's standardized main-colour-axis map."""
+    x = patches.astype(np.float64) / 255.0
+    n, c, p, _ = x.shape
+    pix = x.reshape(n, c, p * p).transpose(0, 2, 1)  # (N, P*P, C)
+    pix = pix - pix.mean(axis=1, keepdims=True)
+    if c > 1:
+        cov = pix.transpose(0, 2, 1) @ pix  # (N, C, C)
+        _, vecs = np.linalg.eigh(cov)
+        pix = pix @ vecs[:, :, -1:]  # the main colour axis (its sign does not matter)
+    flat = pix[..., 0]
+    flat = flat / np.maximum(flat.std(axis=1, keepdims=True), 1e-3)
+    window = np.outer(np.hanning(p), np.hanning(p))
+    power = np.abs(np.fft.fft2(flat.reshape(n, p, p) * window)) ** 2
+    power[:, 0, 0] = 0.0
+    power = power.reshape(n, p * p)
+    return power / np.maximum(power.sum(axis=1, keepdims=True), 1e-12)
+
+
+def texture_retrieval(outputs: np.ndarray, fabrics: np.ndarray) -> float:
+    """Colour-blind swap-test top-1 accuracy; shapes as :func:`fabric_retrieval`."""
+    k, m = outputs.shape[:2]
+    flat = outputs.reshape(k * m, *outputs.shape[2:])
+    mine = pattern_spectrum(np.stack([fabric_patch(o, garment_mask(o)) for o in flat]))
+    cand = pattern_spectrum(fabrics)
+    dist = np.abs(mine[:, None, :] - cand[None]).sum(-1)  # (k*m, m)
+    nearest = np.isclose(dist, dist.min(axis=1, keepdims=True), rtol=0, atol=1e-12)
+    own = np.tile(np.arange(m), k)
+    return float((nearest[np.arange(k * m), own] / nearest.sum(axis=1)).mean())
+
+
+@dataclass
+class SwapSet:
+    """N held-out sketches and K fabrics of other held-out garments, drawn once (from the
+    test split when it holds enough, else from the whole set)."""
+
+    sketches: np.ndarray  # (N, 1, S, S) uint8
+    fabrics: np.ndarray  # (K, C, P, P) uint8
+    labels: np.ndarray | None  # (N,) the sketches' garment classes
+
+    @classmethod
+    def draw(cls, shards: ShardSet, n: int, k: int, seed: int = SWAP_SEED) -> SwapSet:
+        shards.require_pairs("the swap test")
+        rows = shards.split_indices("test" if "test" in shards.manifest.splits else None)
+        if len(rows) < n + k:  # too few held-out garments (a small set): all of them
+            rows = shards.split_indices(None)
+        if len(rows) < n + k:
+            raise DataError(
+                f"the swap test needs {n} sketches + {k} fabrics of distinct garments; "
+                f"{shards.folder} has {len(rows)}"
+            )
+        pick = np.random.default_rng(seed).choice(rows, size=n + k, replace=False)
+        sk_idx, fb_idx = np.sort(pick[:n]), np.sort(pick[n:])
+        sketches, _ = shards.gather_pairs(sk_idx)
+        _, fabrics = shards.gather_pairs(fb_idx)
+        labels = shards.labels[sk_idx] if shards.num_classes > 1 else None
+        return cls(sketches, fabrics, labels)
+
+
+@torch.no_grad()
+def render(G: nn.Module, E: nn.Module, swap: SwapSet) -> np.ndarray:
+    """(N, K, C, S, S) uint8: every sketch with every fabric."""
+    n, k = len(swap.sketches), len(swap.fabrics)
+    sk = np.repeat(swap.sketches, k, axis=0)
+    fb = np.tile(swap.fabrics, (n, 1, 1, 1))
+    out = to_uint8(translate(G, E, sk, fb))
+    return out.reshape(n, k, *out.shape[1:])
+
+
+def swap_scores(
+    outputs: np.ndarray, swap: SwapSet, ref: Reference | None, mcfg: MetricsConfig
+) -> dict[str, Any]:
+    """The swap-test scores of rendered ``outputs`` (N, K, C, S, S) uint8."""
+    n, k = outputs.shape[:2]
+    flat = outputs.reshape(n * k, *outputs.shape[2:])
+    silhouettes = np.repeat(np.stack([garment_mask(s) for s in swap.sketches]), k, axis=0)
+    scores: dict[str, Any] = {
+        "fabric_top1": fabric_retrieval(outputs, swap.fabrics),
+        "texture_top1": texture_retrieval(outputs, swap.fabrics),
+        "chance": 1.0 / k,
+        "shape_iou": shape_iou(flat, silhouettes),
+        "edge_f1": edge_f1(np.stack([sketch(o) for o in flat]), np.repeat(swap.sketches, k, 0)),
+    }
+    if ref is not None:
+        labels = None if swap.labels is None else np.repeat(swap.labels, k)
+        real = score_images(ref, mcfg, torch.from_numpy(flat), labels)
+        scores.update({key: v for key, v in real.items() if key not in scores})
+    return scores
+
+
+def swap_sheet(outputs: np.ndarray, swap: SwapSet, scale: int = 1) -> Image.Image:
+    """The fabrics along the top, then one row per sketch: the sketch, then it made of each
+    fabric (the top-left cell is blank)."""
+    n, k, c, s, _ = outputs.shape
+    fabrics = to_uint8(swap.fabrics)
+    rep = -(-s // fabrics.shape[-1])
+    fabrics = fabrics.repeat(rep, axis=2).repeat(rep, axis=3)[:, :, :s, :s]
+    sketches = np.repeat(swap.sketches, c, axis=1)
+    blank = np.full((1, c, s, s), 255, np.uint8)
+    rows = [np.concatenate([blank, fabrics])]
+    rows += [np.concatenate([sketches[i : i + 1], outputs[i]]) for i in range(n)]
+    return make_grid(np.concatenate(rows), nrow=k + 1, scale=scale)
+
+
+SHEET_SIDE = 6  # sketches and fabrics on a checkpoint's sheet
+
+
+def fixed_pair_sheet(
+    G: nn.Module, E: nn.Module, sketches: np.ndarray, fabrics: np.ndarray, scale: int = 1
+) -> Image.Image:
+    """The swap sheet of a checkpoint's fixed pairs: their first ``SHEET_SIDE`` fabrics
+    along the top, a row per sketch; on the diagonal each sketch wears its own fabric."""
+    side = min(SHEET_SIDE, len(sketches), len(fabrics))
+    pairs = SwapSet(to_uint8(sketches[:side]), to_uint8(fabrics[:side]), None)
+    return swap_sheet(render(G, E, pairs), pairs, scale=scale)
