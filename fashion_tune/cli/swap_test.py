@@ -117,9 +117,9 @@ def swap_test(
         table.add_row(str(i), name, *cells)
     console.print(table)
     for i, r in enumerate(rows, 1):
-        blind = " (the fabric-blind control)" if r["fabric_blind_control"] else ""
-        sheet_note = f"; sheet {r['sheet']}" if "sheet" in r else ""
-        console.print(f"{i}: {r['checkpoint']}{blind}{sheet_note}", soft_wrap=True)
+        note = " (the fabric-blind control)" if r["fabric_blind_control"] else ""
+        note += f"; sheet {r['sheet']}" if "sheet" in r else ""
+        console.print(f"{i}: {r['checkpoint']}{note}", soft_wrap=True)
     if json_out is not None:
         doc = {"data": data, "sketches": sketches, "fabrics": fabrics, "reference": ref.hash,
                "rows": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
