@@ -138,6 +138,7 @@ def test_swap_test_scores_the_fabric_blind_control_at_chance(
         assert 0.0 <= m["fabric_top1"] <= 1.0
     assert math.isfinite(results["model"]["loss/tex"]) and results["model"]["loss/tex"] > 0
     assert results["control"]["fabric_top1"] == pytest.approx(1 / DIV_FABRICS, abs=1e-9)
+    assert results["control"]["texture_top1"] == pytest.approx(1 / DIV_FABRICS, abs=1e-9)
     assert results["control"]["fabric_div"] == pytest.approx(0.0, abs=1e-6)  # same outputs
     assert results["model"]["fabric_div"] > 0.0
 
@@ -187,8 +188,7 @@ def test_texture_retrieval_sees_the_pattern_not_the_colour(fabric64: Path) -> No
     the 'output' of its own fabric is found (~1.0) also with its colours permuted, while
     the same garments painted flat in their mean colour fall to near chance (1/8), where
     the colour-and-statistics retrieval still finds half of them by colour alone."""
-    from fashion_tune.metrics.paired import fabric_retrieval
-    from fashion_tune.metrics.swap import texture_retrieval
+    from fashion_tune.metrics.paired import fabric_retrieval, texture_retrieval
 
     shards = ShardSet(fabric64)
     rng = np.random.default_rng(0)

@@ -6,12 +6,9 @@ rendered with every fabric (N x K outputs, from the fabric's mean code). Scores:
 * ``fabric_top1`` (chance 1/K): is each output's own fabric patch (the crop recipe of
   ``data/pairs.py``) nearest, in colour and texture statistics, to the fabric it was made
   from among the K? (:func:`~fashion_tune.metrics.paired.fabric_retrieval`; ties shared.)
-* ``texture_top1`` (chance 1/K): the same question asked without colour: each patch is
-  reduced to its pattern (its pixels projected on their main colour axis, standardized),
-  described by the power spectrum of that map (Hann-windowed; where the energy lies, not
-  where the pattern is), and matched by L1 among the K. Two fabrics of one colour pair but
-  different weaves differ here; a model that gets the colour right and paints it flat
-  scores low.
+* ``texture_top1`` (chance 1/K): the same question asked without colour
+  (:func:`~fashion_tune.metrics.paired.texture_retrieval`): a model that gets the colour
+  right and paints it flat scores low.
 * ``shape_iou``, ``edge_f1``: the outputs' agreement with their sketch;
 * ``fd`` (and the other realism scores of the metric reference): the N x K outputs, each
   claiming its sketch's garment class.
@@ -32,48 +29,22 @@ from PIL import Image
 from torch import nn
 
 from fashion_tune.config import MetricsConfig
-from fashion_tune.data.pairs import fabric_patch, garment_mask, sketch
+from fashion_tune.data.pairs import garment_mask, sketch
 from fashion_tune.data.reader import ShardSet
 from fashion_tune.errors import DataError
 from fashion_tune.grids import make_grid, to_uint8
 from fashion_tune.metrics.evaluate import score_images
-from fashion_tune.metrics.paired import edge_f1, fabric_retrieval, shape_iou, translate
+from fashion_tune.metrics.paired import (
+    edge_f1,
+    fabric_retrieval,
+    shape_iou,
+    texture_retrieval,
+    translate,
+)
 from fashion_tune.metrics.reference import Reference
 
 SWAP_SEED = 1812
 SWAP_SCORES = ("fabric_top1", "texture_top1", "shape_iou", "edge_f1", "fd")
-
-
-def pattern_spectrum(patches: np.ndarray) -> np.ndarray:
-    """(N, C, P, P) uint8 -> (N, P*P) colour-blind texture descriptors: the power spectrum
-    (DC removed, summing to 1) of each patch's standardized main-colour-axis map."""
-    x = patches.astype(np.float64) / 255.0
-    n, c, p, _ = x.shape
-    pix = x.reshape(n, c, p * p).transpose(0, 2, 1)  # (N, P*P, C)
-    pix = pix - pix.mean(axis=1, keepdims=True)
-    if c > 1:
-        cov = pix.transpose(0, 2, 1) @ pix  # (N, C, C)
-        _, vecs = np.linalg.eigh(cov)
-        pix = pix @ vecs[:, :, -1:]  # the main colour axis (its sign does not matter)
-    flat = pix[..., 0]
-    flat = flat / np.maximum(flat.std(axis=1, keepdims=True), 1e-3)
-    window = np.outer(np.hanning(p), np.hanning(p))
-    power = np.abs(np.fft.fft2(flat.reshape(n, p, p) * window)) ** 2
-    power[:, 0, 0] = 0.0
-    power = power.reshape(n, p * p)
-    return power / np.maximum(power.sum(axis=1, keepdims=True), 1e-12)
-
-
-def texture_retrieval(outputs: np.ndarray, fabrics: np.ndarray) -> float:
-    """Colour-blind swap-test top-1 accuracy; shapes as :func:`fabric_retrieval`."""
-    k, m = outputs.shape[:2]
-    flat = outputs.reshape(k * m, *outputs.shape[2:])
-    mine = pattern_spectrum(np.stack([fabric_patch(o, garment_mask(o)) for o in flat]))
-    cand = pattern_spectrum(fabrics)
-    dist = np.abs(mine[:, None, :] - cand[None]).sum(-1)  # (k*m, m)
-    nearest = np.isclose(dist, dist.min(axis=1, keepdims=True), rtol=0, atol=1e-12)
-    own = np.tile(np.arange(m), k)
-    return float((nearest[np.arange(k * m), own] / nearest.sum(axis=1)).mean())
 
 
 @dataclass
