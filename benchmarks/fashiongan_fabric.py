@@ -56,7 +56,7 @@ def model_settings(size: int, kimg: float, smoke: bool) -> dict[str, Any]:
     return {
         "model.arch": "fashiongan",
         "data.conditional": False,
-        "model.z_dim": 8,
+        "model.z_dim": 16,  # two colours + a pattern (kind, period, angle): more than 8 numbers
         "model.g_width": width,
         "model.d_width": width,
         "data.batch_size": 16 if smoke else 32,

@@ -105,7 +105,11 @@ def fabric_patch(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     return np.ascontiguousarray(image[:, y0 : y0 + p, x0 : x0 + p])
 
 
-def make_pair(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sketch (1, S, S), fabric (C, P, P)) of one prepared garment image."""
-    mask = garment_mask(image)
-    return sketch(image, mask), fabric_patch(image, mask)
+def make_pair(
+    image: np.ndarray, drawing: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sketch (1, S, S), fabric (C, P, P)) of one prepared garment image; the sketch (and
+    the garment's mask) from ``drawing`` when the source gives one (``Source.drawing``)."""
+    shape = image if drawing is None else drawing
+    mask = garment_mask(shape)
+    return sketch(shape, mask), fabric_patch(image, mask)

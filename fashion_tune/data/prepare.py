@@ -287,7 +287,11 @@ def _prepare(
                     f"--max-skip-frac {max_skip_frac:g} allows (latest: {first})"
                 )
             kept = [chunk[j] for j in keep]
-            made = [make_pair(im) for im in images[: len(keep)]] if pairs else []
+            made = (
+                [make_pair(im, source.drawing(rec)) for im, rec in zip(images, kept)]
+                if pairs
+                else []
+            )
             pair_cols = (
                 (np.stack([m[0] for m in made]), np.stack([m[1] for m in made])) if made else None
             )

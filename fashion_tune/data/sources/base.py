@@ -66,6 +66,12 @@ class Source(ABC):
     def load(self, record: Record) -> np.ndarray:
         """uint8 (channels, size, size); raises SkipImage for an unusable input."""
 
+    def drawing(self, record: Record) -> np.ndarray | None:
+        """What ``--pairs`` draws the garment's sketch from, uint8 (c, size, size); None (the
+        default): the garment image itself. A synthetic source whose fabric is painted on
+        a known cut returns the cut, so the sketch shows the garment, not its fabric."""
+        return None
+
 
 SOURCES: dict[str, Callable[[str | None, SourceOptions], Source]] = {}
 

@@ -7,7 +7,9 @@ dots or a gradient) in two random colours, shaded by the original grey levels (s
 seams still show), on the black background. The fabric is a deterministic function of the
 garment's id (the same set every time), and its kind is kept per garment as the attributes
 ``fabric:<kind>`` (one-hot), so a benchmark can ask whether a model's output follows its
-fabric. Nothing made from it is a claim about real garments.
+fabric. With ``--pairs`` the sketch is drawn from the garment's shading, not from its
+fabric (:meth:`FabricMNIST.drawing`), so only the fabric patch says what the garment is made
+of. Nothing made from it is a claim about real garments.
 """
 
 from __future__ import annotations
@@ -81,18 +83,29 @@ class FabricMNIST(FashionMNIST):
         scan.channels = 3
         scan.attributes = [f"fabric:{k}" for k in FABRICS]
         scan.attribute_rows = rows
-        scan.spec = {**scan.spec, "fabrics": "v1"}
+        # v2: sketches are drawn from the garment's shading, not from its fabric
+        scan.spec = {**scan.spec, "fabrics": "v2"}
         return scan
 
-    def load(self, record: Record) -> np.ndarray:
+    def _shade(self, record: Record) -> np.ndarray:
+        """The garment's shading at the output size, float in [0, 1]: the Fashion-MNIST
+        grey levels lifted to at least SHADE_FLOOR inside the garment, 0 outside."""
         split_idx, i = record.ref
         size = self.options.size
         padded = np.zeros((32, 32), np.uint8)
         padded[2:30, 2:30] = self._images[split_idx][i]
-        grey = (padded if size == 32 else to_square(Image.fromarray(padded), size, 1)[0]).astype(
-            np.float32
-        ) / 255.0
-        inside = grey > 0.03
-        shade = np.where(inside, SHADE_FLOOR + (1 - SHADE_FLOOR) * grey, 0.0)
-        rgb = fabric(record.source_id, size) * shade[None]
+        grey = padded if size == 32 else to_square(Image.fromarray(padded), size, 1)[0]
+        grey = grey.astype(np.float32) / 255.0
+        return np.where(grey > 0.03, SHADE_FLOOR + (1 - SHADE_FLOOR) * grey, 0.0)
+
+    def drawing(self, record: Record) -> np.ndarray:
+        """The sketch is drawn from the shading (outline, seams, folds), as a designer
+        draws a garment before its fabric is chosen: drawn from the fabric-filled image,
+        a striped garment's sketch would carry its stripes, and a model could copy the
+        pattern from the sketch instead of taking it from the fabric (measured:
+        benchmarks/RESULTS.md, FashionGAN's fabric)."""
+        return np.clip(np.rint(self._shade(record) * 255), 0, 255).astype(np.uint8)[None]
+
+    def load(self, record: Record) -> np.ndarray:
+        rgb = fabric(record.source_id, self.options.size) * self._shade(record)[None]
         return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
