@@ -336,7 +336,7 @@ def test_search_and_report_show_swap_sheets(paired_small: Path, tmp_path: Path) 
     assert "fd" in (out / "report.md").read_text()
     html = (out / "index.html").read_text()
     assert "Swap sheet of fixed pairs" in html and "noise seed" not in html
-    assert "fabric_top1" in html  # the swap test beside fd in the leaderboard
+    assert "fabric_top1" in html and "texture_top1" in html  # the swap test beside fd
 
 
 def test_folder_source_rgb_pairs(tmp_path: Path) -> None:

@@ -195,8 +195,8 @@ def test_a_short_trial_visibly_improves(fmnist32_ref: Path, tmp_path: Path) -> N
     cfg = TrialConfig().with_overrides(
         {
             "data.path": str(fmnist32_ref),
-            "schedule.total_kimg": 9.0,
-            "schedule.tick_kimg": 3.0,
+            "schedule.total_kimg": 6.0,
+            "schedule.tick_kimg": 2.0,
             "metrics.num_samples": 1000,
             "metrics.kid_subset_size": 500,
             "metrics.kid_subsets": 10,

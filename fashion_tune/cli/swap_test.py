@@ -32,7 +32,10 @@ def swap_test(
     ] = 8,
     sheet: Annotated[
         Path | None,
-        typer.Option(help="Write a swap sheet per checkpoint: FILE-1.png, FILE-2.png, ..."),
+        typer.Option(
+            help="Write a swap sheet per checkpoint (its first 8 sketches x the K fabrics): "
+            "FILE-1.png, FILE-2.png, ..."
+        ),
     ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores to this JSON file.")

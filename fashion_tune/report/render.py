@@ -25,7 +25,7 @@ from fashion_tune.report.rank import Entry, finite, symmetry_metric
 # experiments made before sym_excess existed)
 SIDE = (
     "fd", "kid", "precision", "recall", "coverage", "diversity", "sym_excess", "sym_gap",
-    "shape_iou", "fabric_top1",  # fashiongan: sketch fidelity, the swap test (when reported)
+    "shape_iou", "fabric_top1", "texture_top1",  # fashiongan: sketch fidelity, the swap test
 )  # fmt: skip
 
 
