@@ -264,7 +264,12 @@ def test_inception_without_the_extra_is_a_clear_error(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="uv sync --extra inception"):
-        inception._weights_path()
+        inception.inception_weights()
+    # the Gram texture loss reads the same network: refused with the config, before Ray
+    gram = {"model.arch": "fashiongan", "data.conditional": False, "loss.texture": "gram"}
+    with pytest.raises(ConfigError, match=r"loss\.texture=gram .*--extra inception"):
+        TrialConfig().with_overrides(gram)
+    TrialConfig().with_overrides({**gram, "loss.lambda_tex": 0.0})  # off: not needed
 
 
 def test_sample_cli_from_a_trial_checkpoint(fmnist_small: Path, tmp_path: Path) -> None:
