@@ -44,6 +44,16 @@ def machine() -> dict[str, str]:
     }
 
 
+def print_header(title: str) -> dict[str, str]:
+    """Print a benchmark's title, its machine and the load at the start; return the machine."""
+    info = machine()
+    print(title)
+    for k, v in info.items():
+        print(f"  {k:<10} {v}")
+    print(f"  load avg   {loadavg()} (1/5/15 min) at the start")
+    return info
+
+
 def bytecode() -> str:
     """Whether imports can use cached bytecode: without it every new process compiles torch."""
     if sys.flags.dont_write_bytecode:

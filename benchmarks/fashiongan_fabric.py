@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _bench_common import SMOKE_HELP, SMOKE_THREADS, loadavg, machine, smoke_banner
+from _bench_common import SMOKE_HELP, SMOKE_THREADS, print_header, smoke_banner
 
 from fashion_tune.checkpoint import load
 from fashion_tune.config import MetricsConfig, TrialConfig
@@ -104,8 +104,7 @@ def measure(data: str, size: int, args: argparse.Namespace, out: Path) -> dict[s
         outputs = render(G, E, swap)
         scores = swap_scores(outputs, swap, ref, mcfg)
         sheet = out / f"swap-{size}px-{name}.png"
-        part = SwapSet(swap.sketches[:SHEET_ROWS], swap.fabrics, None)
-        swap_sheet(outputs[:SHEET_ROWS], part, scale=max(1, 64 // size)).save(sheet)
+        swap_sheet(outputs, swap, scale=max(1, 64 // size), rows=SHEET_ROWS).save(sheet)
         rows[name] = {**scores, "train_s": seconds, "kimg": res.metrics.get("kimg"),
                       "status": res.status, "sheet": str(sheet)}  # fmt: skip
         print(f"  {size} px {name}: trained {seconds:.0f} s; {table_row(name, rows)}", flush=True)
@@ -173,13 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.kimg <= 0 or args.sketches < 2 or any(s not in (32, 64, 128) for s in sizes):
         ap.error("--kimg must be > 0, --sketches >= 2 and --sizes among 32, 64, 128")
     torch.set_num_threads(args.threads)
-    print("FashionGAN fabric benchmark: the swap test of today's model, the Gram loss, the control")
-    for k, v in machine().items():
-        print(f"  {k:<10} {v}")
-    print(f"  load avg   {loadavg()} (1/5/15 min) at the start")
+    info = print_header(
+        "FashionGAN fabric benchmark: the swap test of today's model, the Gram loss, the control"
+    )
     print(f"  plan       {args.kimg:g} kimg per model, N = {args.sketches} sketches x K = {K}")
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "kimg": args.kimg, "k": K, "sizes": {}}
+    results: dict[str, Any] = {"machine": info, "kimg": args.kimg, "k": K, "sizes": {}}
     t0 = time.perf_counter()
     for size in sizes:
         data = getattr(args, f"data{size}", None) or prepared(size, args.limit)

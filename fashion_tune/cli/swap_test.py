@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fashion_tune.cli.common import console
+from fashion_tune.cli.common import console, save_image
+
+SHEET_ROWS = 8  # sketches drawn on each checkpoint's sheet
 
 
 def swap_test(
@@ -98,11 +100,8 @@ def swap_test(
         rows.append({"checkpoint": source, "fabric_blind_control": blind, **scores})
         if sheet is not None:
             path = sheet.with_name(f"{sheet.stem}-{i}{sheet.suffix or '.png'}")
-            from fashion_tune.cli.common import save_image
-
             scale = max(1, 64 // shards.image_size)
-            save_image(swap_sheet(outputs[:8], SwapSet(swap.sketches[:8], swap.fabrics, None),
-                                  scale=scale), path)  # fmt: skip
+            save_image(swap_sheet(outputs, swap, scale=scale, rows=SHEET_ROWS), path)
             rows[-1]["sheet"] = str(path)
     table = Table(
         title=f"swap test: {sketches} sketches x {fabrics} fabrics of {data} "

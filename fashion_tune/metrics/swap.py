@@ -37,6 +37,7 @@ from fashion_tune.metrics.evaluate import score_images
 from fashion_tune.metrics.paired import (
     edge_f1,
     fabric_retrieval,
+    output_patches,
     shape_iou,
     texture_retrieval,
     translate,
@@ -92,9 +93,10 @@ def swap_scores(
     n, k = outputs.shape[:2]
     flat = outputs.reshape(n * k, *outputs.shape[2:])
     silhouettes = np.repeat(np.stack([garment_mask(s) for s in swap.sketches]), k, axis=0)
+    patches = output_patches(outputs)  # cropped once for both retrievals
     scores: dict[str, Any] = {
-        "fabric_top1": fabric_retrieval(outputs, swap.fabrics),
-        "texture_top1": texture_retrieval(outputs, swap.fabrics),
+        "fabric_top1": fabric_retrieval(outputs, swap.fabrics, patches),
+        "texture_top1": texture_retrieval(outputs, swap.fabrics, patches),
         "chance": 1.0 / k,
         "shape_iou": shape_iou(flat, silhouettes),
         "edge_f1": edge_f1(np.stack([sketch(o) for o in flat]), np.repeat(swap.sketches, k, 0)),
@@ -106,18 +108,21 @@ def swap_scores(
     return scores
 
 
-def swap_sheet(outputs: np.ndarray, swap: SwapSet, scale: int = 1) -> Image.Image:
-    """The fabrics along the top, then one row per sketch: the sketch, then it made of each
-    fabric (the top-left cell is blank)."""
+def swap_sheet(
+    outputs: np.ndarray, swap: SwapSet, scale: int = 1, rows: int | None = None
+) -> Image.Image:
+    """The fabrics along the top, then one row per sketch (the first ``rows`` of them): the
+    sketch, then it made of each fabric (the top-left cell is blank)."""
+    outputs = outputs[:rows]
     n, k, c, s, _ = outputs.shape
     fabrics = to_uint8(swap.fabrics)
     rep = -(-s // fabrics.shape[-1])
     fabrics = fabrics.repeat(rep, axis=2).repeat(rep, axis=3)[:, :, :s, :s]
-    sketches = np.repeat(swap.sketches, c, axis=1)
+    sketches = np.repeat(swap.sketches[:n], c, axis=1)
     blank = np.full((1, c, s, s), 255, np.uint8)
-    rows = [np.concatenate([blank, fabrics])]
-    rows += [np.concatenate([sketches[i : i + 1], outputs[i]]) for i in range(n)]
-    return make_grid(np.concatenate(rows), nrow=k + 1, scale=scale)
+    lines = [np.concatenate([blank, fabrics])]
+    lines += [np.concatenate([sketches[i : i + 1], outputs[i]]) for i in range(n)]
+    return make_grid(np.concatenate(lines), nrow=k + 1, scale=scale)
 
 
 SHEET_SIDE = 6  # sketches and fabrics on a checkpoint's sheet
