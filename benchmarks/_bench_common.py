@@ -24,8 +24,14 @@ def env(name: str, value: str) -> Iterator[None]:
 
 
 def machine() -> dict[str, str]:
-    import ray
     import torch
+
+    try:
+        import ray
+
+        ray_version = ray.__version__
+    except ImportError:  # a GPU box carrying only what a training benchmark needs
+        ray_version = "not installed"
 
     model = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
@@ -34,14 +40,17 @@ def machine() -> dict[str, str]:
                 model = line.split(":", 1)[1].strip()
                 break
     cores = os.cpu_count() or 0
-    return {
+    info = {
         "cpu": f"{model}, {cores} logical cores",
         "python": platform.python_version(),
-        "ray": ray.__version__,
+        "ray": ray_version,
         "torch": torch.__version__,
         "os": platform.platform(),
         "bytecode": bytecode(),
     }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
 def print_header(title: str) -> dict[str, str]:

@@ -214,6 +214,8 @@ def load(
         d = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{file} has a config that is not JSON ({exc.msg})") from None
+    if isinstance(d, dict) and isinstance(d.get("model"), dict):
+        d["model"].setdefault("fabric_map", False)  # fashiongan before the tiled fabric
     try:
         cfg = TrialConfig.from_dict(d)
     except ConfigError as exc:

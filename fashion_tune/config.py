@@ -62,6 +62,11 @@ class ModelConfig:
         "fashiongan: the encoder sees the fabric (false: it sees zeros, the fabric-blind "
         "control of the swap test)",
     )
+    fabric_map: bool = opt(
+        True,
+        "fashiongan: G also sees the fabric patch tiled over the canvas, so its pattern (not "
+        "only its colour) reaches the garment (false: the fabric code alone)",
+    )
 
 
 @dataclass(frozen=True)

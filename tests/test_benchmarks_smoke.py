@@ -41,9 +41,10 @@ EXPECTED: dict[str, list[str]] = {
         r"^\| FM 32px L \| [\d.,]+x (met|MISSED) \|",
     ],
     "fashiongan_fabric.py": [
-        r"^\| today \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1?[\d.]+ \|",
+        r"^\| map \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| 1?[\d.]+ \|",
         r"^\| control \| 0\.125 \| ",  # the fabric-blind control scores exactly chance
         r"^targets for gram \(",
+        r"^\| code \| ",
     ],
     "gpu_packing.py": [r"^\| 2 \| [\d.]+ \| [\d,]+ \| [\d,]+ \|"],
     "metric_inception.py": [r"^\| new fd \(the objective\) \| (-?[\d.]+|nan) \|"],

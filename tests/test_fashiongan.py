@@ -139,7 +139,7 @@ def test_paired_contract(arch: str, size: int, channels: int, norm: str) -> None
     fab = torch.rand(3, channels, fabric_size(size), fabric_size(size)) * 2 - 1
     mu, logvar = E(fab)
     assert mu.shape == logvar.shape == (3, 8)
-    fake = G(sk, mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+    fake = G(sk, mu + torch.randn_like(mu) * (0.5 * logvar).exp(), fab)
     assert fake.shape == (3, channels, size, size) and torch.isfinite(fake).all()
     assert fake.min() >= -1 and fake.max() <= 1
     logits = D(fake, sk)
@@ -156,14 +156,50 @@ def test_paired_channels_last_bf16_and_missing_inputs() -> None:
     G = G.to(memory_format=torch.channels_last)
     D = D.to(memory_format=torch.channels_last)
     sk = torch.rand(2, 1, 64, 64)
+    fab = torch.rand(2, 3, 16, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        fake = G(sk, E(torch.rand(2, 3, 16, 16))[0])
+        fake = G(sk, E(fab)[0], fab)
         logits = D(fake, sk)
     assert fake.shape == (2, 3, 64, 64) and torch.isfinite(logits.float()).all()
     with pytest.raises(ValueError, match="fabric code"):
         G(sk)
+    with pytest.raises(ValueError, match="fabric patch"):
+        G(sk, E(fab)[0])
     with pytest.raises(ValueError, match="sketch"):
         D(fake)
+
+
+def test_fabric_map_tiles_the_patch_in_phase_with_a_centred_copy() -> None:
+    from fashion_tune.models.fashiongan import fabric_map
+
+    for size, p in ((32, 8), (64, 16), (64, 10)):
+        fab = torch.arange(2 * 3 * p * p, dtype=torch.float32).reshape(2, 3, p, p)
+        m = fabric_map(fab, size)
+        assert m.shape == (2, 3, size, size)
+        lo = size // 2 - p // 2  # one whole copy where a centred garment's patch was cut
+        assert torch.equal(m[:, :, lo : lo + p, lo : lo + p], fab)
+        assert torch.equal(m[:, :, :, p:], m[:, :, :, :-p])  # periodic with the patch's size
+        assert torch.equal(m[:, :, p:, :], m[:, :, :-p, :])
+
+
+def test_the_fabric_map_reaches_the_output_and_the_control_zeroes_it() -> None:
+    """G with the tiled fabric depends on the patch beyond its code; the control's G
+    (model.fabric_in=false) gets zeros for both, also when called directly."""
+    from fashion_tune.tasks.paired import build_paired_models
+
+    torch.manual_seed(0)
+    base = {"model.arch": "fashiongan", "model.z_dim": 4, "model.g_width": 8}
+    G, _, _ = build_paired_models(TrialConfig().with_overrides(base), 32, 3)
+    sk, z = torch.rand(2, 1, 32, 32), torch.zeros(2, 4)
+    a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert not torch.allclose(G(sk, z, a), G(sk, z, b))  # same code, different swatch
+    blind = TrialConfig().with_overrides({**base, "model.fabric_in": False})
+    G0, E0, _ = build_paired_models(blind, 32, 3)
+    assert torch.equal(G0(sk, z, a), G0(sk, z, b))
+    assert torch.equal(E0(a)[0], E0(b)[0])
+    code_only = TrialConfig().with_overrides({**base, "model.fabric_map": False})
+    G1, _, _ = build_paired_models(code_only, 32, 3)
+    assert torch.equal(G1(sk, z, a), G1(sk, z, b))  # the code alone: the patch is unused
 
 
 # -- training --------------------------------------------------------------------------------

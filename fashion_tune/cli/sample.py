@@ -65,8 +65,10 @@ def sample(
     from fashion_tune.training import rebuild_generator
 
     check_image_out(out, "--out")
+    from fashion_tune.models.registry import family_kind
+
     state, cfg = load(checkpoint)
-    if state.get("task") == "paired":
+    if state.get("task") == "paired" or family_kind(cfg.model.arch) == "paired":
         from fashion_tune.cli.sample_pairs import sample_paired
 
         if class_ is not None or symmetrize:

@@ -69,13 +69,15 @@ def translate(
     fabrics: torch.Tensor | np.ndarray,
     batch: int = 256,
 ) -> torch.Tensor:
-    """G(sketch, mu(E(fabric))) in [-1, 1] on the CPU (the fabric's mean code: no noise)."""
+    """G(sketch, mu(E(fabric)), fabric) in [-1, 1] on the CPU (the fabric's mean code: no
+    noise; the patch itself goes to a G that tiles it, ``model.fabric_map``)."""
     device = next(G.parameters()).device
     s_all, f_all = to_unit(sketches), to_unit(fabrics)
     out = []
     for i in range(0, len(s_all), batch):
-        mu, _ = E(f_all[i : i + batch].to(device))
-        out.append(G(s_all[i : i + batch].to(device), mu).float().cpu())
+        f = f_all[i : i + batch].to(device)
+        mu, _ = E(f)
+        out.append(G(s_all[i : i + batch].to(device), mu, f).float().cpu())
     return torch.cat(out)
 
 

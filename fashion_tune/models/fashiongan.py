@@ -1,9 +1,15 @@
 """FashionGAN (Cui et al. 2018; a BicycleGAN variant): garments from a sketch and a fabric.
 
-* :class:`FashionGenerator` ``G(sketch, z)``: a U-Net over the sketch [B, 1, S, S] (in
-  [-1, 1], ink -1) with the fabric code z [B, z_dim] tiled and concatenated into the input
-  of every encoder layer and the bottleneck ("add_all" in BicycleGAN); out [B, C, S, S] in
-  [-1, 1]. ``depth`` adds 3x3 convs at the bottleneck.
+* :class:`FashionGenerator` ``G(sketch, z, fabric=None)``: a U-Net over the sketch
+  [B, 1, S, S] (in [-1, 1], ink -1) with the fabric code z [B, z_dim] tiled and concatenated
+  into the input of every encoder layer and the bottleneck ("add_all" in BicycleGAN); out
+  [B, C, S, S] in [-1, 1]. ``depth`` adds 3x3 convs at the bottleneck. With
+  ``fabric_map=True`` the fabric patch itself [B, C, P, P] is also tiled over the canvas
+  (:func:`fabric_map`) and concatenated to the sketch, as TextureGAN (Xian et al. 2018)
+  puts its texture patch into the input: a code of a few numbers carries the fabric's
+  colours, but a convolution cannot lay a periodic pattern out over a plain region from
+  constant planes (every position looks alike there), while a tiled swatch hands it the
+  pattern, in place, to mask and shade.
 * :class:`FabricEncoder` ``E(fabric) -> (mu, logvar)``: a small conv net over the fabric
   patch [B, C, S/4, S/4] (FashionGAN encodes a crop of the garment), global pooling, two
   linear heads [B, z_dim].
@@ -31,6 +37,17 @@ def _tile(z: Tensor, h: Tensor) -> Tensor:
     return torch.cat([h, z[:, :, None, None].expand(-1, -1, *h.shape[2:]).to(h.dtype)], 1)
 
 
+def fabric_map(fabric: Tensor, size: int) -> Tensor:
+    """The fabric patch [B, C, P, P] repeated over a [B, C, size, size] canvas, in phase
+    with one whole copy centred on the canvas (where ``data.pairs.fabric_patch`` cuts it
+    from a centred garment, so the training garment and the map agree around it)."""
+    p = fabric.shape[-1]
+    reps = -(-size // p) + 1
+    start = (p - (size // 2 - p // 2) % p) % p
+    big = fabric.repeat(1, 1, reps, reps)
+    return big[:, :, start : start + size, start : start + size]
+
+
 def _no_classes(num_classes: int) -> None:
     if num_classes:
         raise ConfigError("fashiongan is conditioned on a sketch, not on classes: num_classes=0")
@@ -38,7 +55,15 @@ def _no_classes(num_classes: int) -> None:
 
 class FashionGenerator(Generator):
     def __init__(
-        self, *, img_size: int, channels: int, z_dim: int, num_classes: int, width: int, depth: int
+        self,
+        *,
+        img_size: int,
+        channels: int,
+        z_dim: int,
+        num_classes: int,
+        width: int,
+        depth: int,
+        fabric_map: bool = False,
     ) -> None:
         super().__init__(
             img_size=img_size,
@@ -49,10 +74,11 @@ class FashionGenerator(Generator):
             depth=depth,
         )
         _no_classes(num_classes)
+        self.fabric_map = fabric_map
         n = num_stages(img_size)  # 32 px: 32 -> 16 -> 8 -> 4
         widths = [stage_width(width, 2**i) for i in range(n)]
         self.downs = nn.ModuleList()
-        c_in = 1
+        c_in = 1 + (channels if fabric_map else 0)  # the sketch (and the tiled fabric)
         for i, w in enumerate(widths):
             self.downs.append(
                 nn.Sequential(
@@ -83,11 +109,17 @@ class FashionGenerator(Generator):
             c_in = out + skip  # concatenated with the encoder's feature map of that size
         self.to_img = nn.Sequential(nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh())
 
-    def forward(self, sketch: Tensor, z: Tensor | None = None) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, sketch: Tensor, z: Tensor | None = None, fabric: Tensor | None = None
+    ) -> Tensor:
         if z is None:
             raise ValueError("fashiongan's G needs a fabric code z [B, z_dim]")
-        skips = []
         h = sketch
+        if self.fabric_map:
+            if fabric is None:
+                raise ValueError("this fashiongan's G (model.fabric_map) needs the fabric patch")
+            h = torch.cat([sketch, fabric_map(fabric, sketch.shape[-1]).to(sketch.dtype)], 1)
+        skips = []
         for down in self.downs:
             h = down(_tile(z, h))
             skips.append(h)

@@ -9,6 +9,7 @@ messages, so families only check what is specific to them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -124,9 +125,18 @@ def _check_common(img_size: int, channels: int, num_classes: int, width: int, de
 
 
 def build_generator(
-    arch: str, *, img_size: int, channels: int, z_dim: int, num_classes: int, width: int, depth: int
+    arch: str,
+    *,
+    img_size: int,
+    channels: int,
+    z_dim: int,
+    num_classes: int,
+    width: int,
+    depth: int,
+    **family_options: Any,
 ) -> Generator:
-    """Build the generator of family ``arch``; see :class:`Generator` for the call contract."""
+    """Build the generator of family ``arch``; see :class:`Generator` for the call contract.
+    ``family_options`` go to that family's generator alone (fashiongan's ``fabric_map``)."""
     family = _family(arch)
     _check_common(img_size, channels, num_classes, width, depth)
     if z_dim < 1:
@@ -138,6 +148,7 @@ def build_generator(
         num_classes=num_classes,
         width=width,
         depth=depth,
+        **family_options,
     )
 
 

@@ -54,6 +54,7 @@ def build_paired_models(
         num_classes=0,
         width=m.g_width,
         depth=m.g_depth,
+        fabric_map=m.fabric_map,
     )
     D = build_discriminator(
         m.arch,
@@ -66,13 +67,25 @@ def build_paired_models(
     )
     E = build_encoder(channels, m.z_dim, m.g_width)
     if not m.fabric_in:  # the control: the fabric never reaches G, in training, in every
-        E.register_forward_pre_hook(_blind)  # evaluation and in a checkpoint loaded later
+        E.register_forward_pre_hook(_blind_encoder)  # evaluation and in a checkpoint loaded
+        G.register_forward_pre_hook(_blind_generator)  # later
     return G, E, D
 
 
-def _blind(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+def _blind_encoder(
+    _module: nn.Module, args: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, ...]:
     """A forward pre-hook: the encoder gets zeros instead of the fabric."""
     return (torch.zeros_like(args[0]), *args[1:])
+
+
+def _blind_generator(
+    _module: nn.Module, args: tuple[torch.Tensor | None, ...]
+) -> tuple[torch.Tensor | None, ...]:
+    """A forward pre-hook: G's tiled fabric (model.fabric_map) is zeros."""
+    if len(args) < 3 or args[2] is None:
+        return args
+    return (*args[:2], torch.zeros_like(args[2]), *args[3:])
 
 
 class PairedTask(GanTask):
@@ -131,8 +144,8 @@ class PairedTask(GanTask):
         eps = torch.randn(mu.shape, device=mu.device, generator=self.noise_gen)
         z_enc = mu + eps * torch.exp(0.5 * logvar)
         z_rand = torch.randn(mu.shape, device=mu.device, generator=self.noise_gen)
-        fake_enc = self.G_step(s, z_enc)
-        fake_rand = self.G_step(s, z_rand)
+        fake_enc = self.G_step(s, z_enc, f)
+        fake_rand = self.G_step(s, z_rand, f)
         return fake_enc, fake_rand, mu, logvar, z_rand
 
     def step(self, batches: Batches) -> tuple[int, torch.Tensor]:
