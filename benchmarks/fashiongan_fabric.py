@@ -109,8 +109,13 @@ def train_variant(
     if res.checkpoint is None:
         raise RuntimeError(f"{name} ended {res.status!r} without a checkpoint")
     kimg = float(res.metrics.get("kimg", 0.0))
-    return {"checkpoint": str(res.checkpoint), "train_s": seconds, "kimg": kimg,
-            "img_per_s": 1000 * kimg / seconds, "status": res.status}  # fmt: skip
+    return {
+        "checkpoint": str(res.checkpoint),
+        "train_s": seconds,
+        "kimg": kimg,
+        "img_per_s": 1000 * kimg / seconds,
+        "status": res.status,
+    }
 
 
 def train_all(
@@ -119,15 +124,19 @@ def train_all(
     """Every variant's training, ``args.jobs`` at a time (spawned processes: CUDA-safe)."""
     base = model_settings(size, args.kimg, args.smoke, args.device)
     jobs = {
-        name: ({**base, **VARIANTS[name], "data.path": data, "runtime.threads": args.threads},
-               out / f"{size}px-{name}")  # fmt: skip
+        name: (
+            {**base, **VARIANTS[name], "data.path": data, "runtime.threads": args.threads},
+            out / f"{size}px-{name}",
+        )
         for name in args.variants
     }
     if args.jobs <= 1:
         return {n: train_variant(n, st, d, args.minutes) for n, (st, d) in jobs.items()}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-        futures = {n: pool.submit(train_variant, n, st, d, args.minutes) for n, (st, d) in jobs.items()}
+        futures = {
+            n: pool.submit(train_variant, n, st, d, args.minutes) for n, (st, d) in jobs.items()
+        }
         return {n: f.result() for n, f in futures.items()}
 
 
@@ -146,8 +155,11 @@ def measure(data: str, size: int, args: argparse.Namespace, out: Path) -> dict[s
         sheet = out / f"swap-{size}px-{name}.png"
         swap_sheet(outputs, swap, scale=max(1, 64 // size), rows=SHEET_ROWS).save(sheet)
         rows[name] = {**scores, **trained, "sheet": str(sheet)}
-        print(f"  {size} px {name}: {trained['kimg']:.0f} kimg in {trained['train_s']:.0f} s "
-              f"({trained['img_per_s']:.0f} img/s); {table_row(name, rows)}", flush=True)  # fmt: skip
+        print(
+            f"  {size} px {name}: {trained['kimg']:.0f} kimg in {trained['train_s']:.0f} s "
+            f"({trained['img_per_s']:.0f} img/s); {table_row(name, rows)}",
+            flush=True,
+        )
     for r in rows.values():
         r["fd_vs_control"] = r["fd"] / rows["control"]["fd"] if "control" in rows else math.nan
     return rows
@@ -230,11 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         "map, the Gram loss and the control"
     )
     limit = f" or {args.minutes:g} min" if args.minutes else ""
-    print(f"  plan       {args.kimg:g} kimg{limit} per model on {args.device}, {args.jobs} at "
-          f"once; N = {args.sketches} sketches x K = {K}; {', '.join(args.variants)}")  # fmt: skip
+    print(
+        f"  plan       {args.kimg:g} kimg{limit} per model on {args.device}, {args.jobs} at "
+        f"once; N = {args.sketches} sketches x K = {K}; {', '.join(args.variants)}"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": info, "kimg": args.kimg, "minutes": args.minutes,
-                               "device": args.device, "k": K, "sizes": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "machine": info,
+        "kimg": args.kimg,
+        "minutes": args.minutes,
+        "device": args.device,
+        "k": K,
+        "sizes": {},
+    }
     t0 = time.perf_counter()
     for size in sizes:
         data = getattr(args, f"data{size}", None) or prepared(size, args.limit)

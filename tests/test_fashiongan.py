@@ -202,6 +202,32 @@ def test_the_fabric_map_reaches_the_output_and_the_control_zeroes_it() -> None:
     assert torch.equal(G1(sk, z, a), G1(sk, z, b))  # the code alone: the patch is unused
 
 
+def test_a_checkpoint_from_before_the_fabric_map_loads_as_code_only(tmp_path: Path) -> None:
+    """A config saved before model.fabric_map existed has no such key: it rebuilds the
+    code-only G its weights belong to, not today's default."""
+    import json
+
+    from fashion_tune.pair_inputs import rebuild_paired
+    from fashion_tune.tasks.paired import build_paired_models
+
+    base = {"model.arch": "fashiongan", "model.z_dim": 4, "model.g_width": 8}
+    cfg = TrialConfig().with_overrides({**base, "model.fabric_map": False})
+    G, E, _ = build_paired_models(cfg, 32, 3)
+    meta = {"img_size": 32, "channels": 3, "num_classes": 0, "classes": []}
+    state = {"G": G.state_dict(), "E": E.state_dict(), "model_meta": meta, "task": "paired"}
+    folder = ckpt.save(tmp_path / "old", state, cfg)
+    payload = torch.load(folder / ckpt.STATE_FILE, weights_only=True)
+    old = json.loads(payload["config"])
+    del old["model"]["fabric_map"]
+    payload["config"] = json.dumps(old)
+    torch.save(payload, folder / ckpt.STATE_FILE)
+    loaded, cfg_loaded = ckpt.load(folder)
+    assert cfg_loaded.model.fabric_map is False and TrialConfig().model.fabric_map is True
+    G2, E2 = rebuild_paired(loaded, cfg_loaded)
+    sk, f = torch.rand(1, 1, 32, 32), torch.rand(1, 3, 8, 8)
+    assert torch.equal(G2(sk, E2(f)[0], f), G.eval()(sk, E.eval()(f)[0], f))
+
+
 # -- training --------------------------------------------------------------------------------
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     state, _ = ckpt.load(run_dir / "checkpoints" / "latest")

@@ -2,12 +2,13 @@
 
 One step, on a batch of (garment x, sketch s, fabric f), all in [-1, 1]:
 
-* cVAE-GAN branch: ``(mu, logvar) = E(f)``, ``z_e = mu + sigma * eps``, ``G(s, z_e)``
+* cVAE-GAN branch: ``(mu, logvar) = E(f)``, ``z_e = mu + sigma * eps``, ``G(s, z_e, f)``
+  (the patch f itself is used by G only when ``model.fabric_map`` tiles it over the input)
   must look real to ``D(., s)`` and match x in L1; KL(q(z|f) || N(0, I)) keeps the code
   small; the local texture loss (``loss.texture``: block statistics, or FashionGAN's Gram
   matrices in a fixed pretrained stem; ``fashion_tune.texture``) matches a random block
   of ``G(s, z_e)`` near the centre, where a garment is, to the fabric patch;
-* cLR-GAN branch: ``z_r ~ N(0, I)``, ``G(s, z_r)`` must look real, and the encoder must
+* cLR-GAN branch: ``z_r ~ N(0, I)``, ``G(s, z_r, f)`` must look real, and the encoder must
   recover ``z_r`` from its centre crop (latent regression; this term trains G only);
 * D (two-scale PatchGAN, conditioned on s) sees x as real and both outputs as fake;
   the configured gradient penalty and symmetry variant (the flipped output is judged
@@ -72,9 +73,7 @@ def build_paired_models(
     return G, E, D
 
 
-def _blind_encoder(
-    _module: nn.Module, args: tuple[torch.Tensor, ...]
-) -> tuple[torch.Tensor, ...]:
+def _blind_encoder(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """A forward pre-hook: the encoder gets zeros instead of the fabric."""
     return (torch.zeros_like(args[0]), *args[1:])
 
