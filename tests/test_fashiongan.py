@@ -180,6 +180,28 @@ def test_fabric_map_tiles_the_patch_in_phase_with_a_centred_copy() -> None:
         assert torch.equal(m[:, :, lo : lo + p, lo : lo + p], fab)
         assert torch.equal(m[:, :, :, p:], m[:, :, :, :-p])  # periodic with the patch's size
         assert torch.equal(m[:, :, p:, :], m[:, :, :-p, :])
+        at = torch.tensor([[0, size - p], [3, 5]])  # a copy's top-left corner per image
+        m = fabric_map(fab, size, at)
+        for (y, x), tiled, patch in zip(at.tolist(), m, fab, strict=True):
+            assert torch.equal(tiled[:, y : y + p, x : x + p], patch)
+
+
+def test_locate_patch_finds_where_each_fabric_was_cut(paired_small: Path) -> None:
+    """On a prepared set, each stored fabric patch is found at the window it was cut from,
+    also after the garment and its patch are flipped together (the training's flip)."""
+    from fashion_tune.data.reader import ShardSet
+    from fashion_tune.losses import flip
+    from fashion_tune.models.fashiongan import locate_patch
+
+    shards = ShardSet(paired_small)
+    idx = np.arange(min(24, len(shards.labels)))
+    x = torch.from_numpy(shards.gather(idx)).float() / 127.5 - 1
+    f = torch.from_numpy(shards.gather_pairs(idx)[1]).float() / 127.5 - 1
+    p = f.shape[-1]
+    for xs, fs in ((x, f), (flip(x), flip(f))):
+        at = locate_patch(xs, fs)
+        crops = torch.stack([im[:, y : y + p, c : c + p] for im, (y, c) in zip(xs, at.tolist())])
+        assert torch.equal(crops, fs)
 
 
 def test_the_fabric_map_reaches_the_output_and_the_control_zeroes_it() -> None:

@@ -1,6 +1,6 @@
 """FashionGAN (Cui et al. 2018; a BicycleGAN variant): garments from a sketch and a fabric.
 
-* :class:`FashionGenerator` ``G(sketch, z, fabric=None)``: a U-Net over the sketch
+* :class:`FashionGenerator` ``G(sketch, z, fabric=None, at=None)``: a U-Net over the sketch
   [B, 1, S, S] (in [-1, 1], ink -1) with the fabric code z [B, z_dim] tiled and concatenated
   into the input of every encoder layer and the bottleneck ("add_all" in BicycleGAN); out
   [B, C, S, S] in [-1, 1]. ``depth`` adds 3x3 convs at the bottleneck. With
@@ -9,7 +9,8 @@
   puts its texture patch into the input: a code of a few numbers carries the fabric's
   colours, but a convolution cannot lay a periodic pattern out over a plain region from
   constant planes (every position looks alike there), while a tiled swatch hands it the
-  pattern, in place, to mask and shade.
+  pattern, in place, to mask and shade. ``at`` places the tiling's phase: in training,
+  where the patch was cut from the garment, so the map agrees with the target there.
 * :class:`FabricEncoder` ``E(fabric) -> (mu, logvar)``: a small conv net over the fabric
   patch [B, C, S/4, S/4] (FashionGAN encodes a crop of the garment), global pooling, two
   linear heads [B, z_dim].
@@ -37,15 +38,36 @@ def _tile(z: Tensor, h: Tensor) -> Tensor:
     return torch.cat([h, z[:, :, None, None].expand(-1, -1, *h.shape[2:]).to(h.dtype)], 1)
 
 
-def fabric_map(fabric: Tensor, size: int) -> Tensor:
+def fabric_map(fabric: Tensor, size: int, at: Tensor | None = None) -> Tensor:
     """The fabric patch [B, C, P, P] repeated over a [B, C, size, size] canvas, in phase
-    with one whole copy centred on the canvas (where ``data.pairs.fabric_patch`` cuts it
-    from a centred garment, so the training garment and the map agree around it)."""
-    p = fabric.shape[-1]
-    reps = -(-size // p) + 1
-    start = (p - (size // 2 - p // 2) % p) % p
-    big = fabric.repeat(1, 1, reps, reps)
-    return big[:, :, start : start + size, start : start + size]
+    with one whole copy whose top-left corner is at ``at`` [B, 2] (row, column). Training
+    puts it where the patch was cut from the garment (:func:`locate_patch`), so the map
+    and the garment agree there; elsewhere (sampling, evaluation) the copy is centred."""
+    b, _, p, _ = fabric.shape
+    if at is None:
+        at = torch.full((b, 2), size // 2 - p // 2, device=fabric.device)
+    grid = torch.arange(size, device=fabric.device)
+    rows = (grid[None, :] - at[:, :1]) % p  # [B, size]: the patch row of each canvas row
+    cols = (grid[None, :] - at[:, 1:]) % p
+    batch = torch.arange(b, device=fabric.device)[:, None, None]
+    tiled = fabric.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return tiled.permute(0, 3, 1, 2)  # [B, C, size, size]
+
+
+@torch.no_grad()
+def locate_patch(images: Tensor, patches: Tensor) -> Tensor:
+    """[B, 2] (row, column) of each patch [B, C, P, P] inside its image [B, C, S, S]: the
+    window of least squared difference (0 where the patch was cut from that image, as
+    ``data.pairs.fabric_patch`` does), by one grouped convolution."""
+    b, c, s, _ = images.shape
+    p = patches.shape[-1]
+    x, f = images.float(), patches.float()
+    cross = F.conv2d(x.reshape(1, b * c, s, s), f, groups=b)[0]  # [B, L, L], L = s - p + 1
+    energy = F.avg_pool2d(x.pow(2).sum(1, keepdim=True), p, stride=1)[:, 0] * (p * p)
+    dist = energy - 2 * cross + f.pow(2).sum((1, 2, 3))[:, None, None]
+    flat = dist.flatten(1).argmin(1)
+    side = s - p + 1
+    return torch.stack([flat // side, flat % side], 1)
 
 
 def _no_classes(num_classes: int) -> None:
@@ -110,7 +132,11 @@ class FashionGenerator(Generator):
         self.to_img = nn.Sequential(nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh())
 
     def forward(  # type: ignore[override]
-        self, sketch: Tensor, z: Tensor | None = None, fabric: Tensor | None = None
+        self,
+        sketch: Tensor,
+        z: Tensor | None = None,
+        fabric: Tensor | None = None,
+        at: Tensor | None = None,
     ) -> Tensor:
         if z is None:
             raise ValueError("fashiongan's G needs a fabric code z [B, z_dim]")
@@ -118,7 +144,8 @@ class FashionGenerator(Generator):
         if self.fabric_map:
             if fabric is None:
                 raise ValueError("this fashiongan's G (model.fabric_map) needs the fabric patch")
-            h = torch.cat([sketch, fabric_map(fabric, sketch.shape[-1]).to(sketch.dtype)], 1)
+            tiled = fabric_map(fabric, sketch.shape[-1], at)
+            h = torch.cat([sketch, tiled.to(sketch.dtype)], 1)
         skips = []
         for down in self.downs:
             h = down(_tile(z, h))

@@ -35,7 +35,7 @@ from fashion_tune.metrics.paired import PairedEvaluator
 from fashion_tune.metrics.reference import Reference
 from fashion_tune.metrics.swap import fixed_pair_sheet
 from fashion_tune.models import build_discriminator, build_generator
-from fashion_tune.models.fashiongan import FabricEncoder, build_encoder
+from fashion_tune.models.fashiongan import FabricEncoder, build_encoder, locate_patch
 from fashion_tune.tasks.base import Batches, GanTask, Runtime
 from fashion_tune.texture import texture_loss
 
@@ -123,7 +123,9 @@ class PairedTask(GanTask):
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
     # -- one optimisation step ---------------------------------------------------------------
-    def _real(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _real(
+        self, batches: Batches
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         images, _labels, sketches, fabrics = next(batches)
         dev, fmt = self.rt.device, self.rt.mem_format
         x, s, f = (
@@ -134,27 +136,31 @@ class PairedTask(GanTask):
             mask = torch.rand(len(x), device=dev, generator=self.noise_gen) < 0.5
             m = mask[:, None, None, None]
             x, s, f = (torch.where(m, flip(t), t) for t in (x, s, f))
-        return x, s, f
+        # where each patch was cut from its garment (flipped with it): G's tiled fabric is
+        # laid in that phase, so map and target agree there instead of being off by the
+        # cut's distance from the centre (a few px, on patterns of 8-16 px periods)
+        at = locate_patch(x, f) if self.cfg.model.fabric_map else None
+        return x, s, f, at
 
     def _fakes(
-        self, s: torch.Tensor, f: torch.Tensor
+        self, s: torch.Tensor, f: torch.Tensor, at: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.E(f)
         eps = torch.randn(mu.shape, device=mu.device, generator=self.noise_gen)
         z_enc = mu + eps * torch.exp(0.5 * logvar)
         z_rand = torch.randn(mu.shape, device=mu.device, generator=self.noise_gen)
-        fake_enc = self.G_step(s, z_enc, f)
-        fake_rand = self.G_step(s, z_rand, f)
+        fake_enc = self.G_step(s, z_enc, f, at)
+        fake_rand = self.G_step(s, z_rand, f, at)
         return fake_enc, fake_rand, mu, logvar, z_rand
 
     def step(self, batches: Batches) -> tuple[int, torch.Tensor]:
         lc, n_disc = self.cfg.loss, self.cfg.optim.n_disc
         shown = 0
         for i in range(n_disc):
-            x, s, f = self._real(batches)
+            x, s, f, at = self._real(batches)
             keep = i == n_disc - 1  # the last D step's fakes serve G's step
             with torch.set_grad_enabled(keep), self.rt.autocast():
-                fake_enc, fake_rand, mu, logvar, z_rand = self._fakes(s, f)
+                fake_enc, fake_rand, mu, logvar, z_rand = self._fakes(s, f, at)
             with self.rt.autocast():
                 real_logits = self.D_step(x, s)
                 ld = d_loss(lc.gan, real_logits, self.D_step(fake_enc.detach(), s)) + d_loss(
