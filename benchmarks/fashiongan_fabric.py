@@ -18,9 +18,11 @@ N held-out sketches x K = 8 fabrics of other held-out garments: ``fabric_top1`` 
 texture statistics), ``texture_top1`` (the pattern alone, colour removed), ``shape_iou``,
 ``edge_f1`` and ``fd`` of the N x K outputs; the table prints each model's fd as a ratio
 of the control's, and the issue's targets: fabric_top1 >= 0.9, shape_iou >= 0.8, fd within
-20% of the control's. A swap sheet per model (the fabrics on top, a row per sketch) is
-written to --out. ``--jobs`` trains that many variants at once, each in its own process
-(on a GPU, where one small model leaves most of the device idle).
+20% of the control's. A last row gives the retrievals' ceiling on the same swaps: each
+fabric's own garment cut again at random places inside it, the same cloth in another phase
+and under other shading, as a perfect model would render it. A swap sheet per model (the
+fabrics on top, a row per sketch) is written to --out. ``--jobs`` trains that many variants
+at once, each in its own process (on a GPU, one small model leaves most of it idle).
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from _bench_common import SMOKE_HELP, SMOKE_THREADS, print_header, smoke_banner
+from numpy.lib.stride_tricks import sliding_window_view
 
 from fashion_tune.checkpoint import load
 from fashion_tune.config import MetricsConfig, TrialConfig
+from fashion_tune.data.pairs import garment_mask
 from fashion_tune.data.reader import ShardSet
 from fashion_tune.errors import DataError
 from fashion_tune.metrics import reference
+from fashion_tune.metrics.paired import fabric_retrieval, texture_retrieval
 from fashion_tune.metrics.swap import SwapSet, render, swap_scores, swap_sheet
 from fashion_tune.pair_inputs import rebuild_paired
 from fashion_tune.training import train
@@ -140,7 +146,10 @@ def train_all(
         return {n: f.result() for n, f in futures.items()}
 
 
-def measure(data: str, size: int, args: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
+def measure(
+    data: str, size: int, args: argparse.Namespace, out: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Each variant's swap-test row, and the retrievals' ceiling on the same swaps."""
     shards = ShardSet(data)
     loc, _, _ = reference.ensure(data, log=lambda _: None)
     ref = reference.load(loc, shards)
@@ -162,7 +171,35 @@ def measure(data: str, size: int, args: argparse.Namespace, out: Path) -> dict[s
         )
     for r in rows.values():
         r["fd_vs_control"] = r["fd"] / rows["control"]["fd"] if "control" in rows else math.nan
-    return rows
+    return rows, cloth_elsewhere(shards, swap, args.sketches)
+
+
+def cloth_elsewhere(shards: ShardSet, swap: SwapSet, n: int, seed: int = 0) -> dict[str, float]:
+    """The retrievals' ceiling: what a perfect model's outputs would score. Each fabric's
+    own garment is cut again, n times, at random places inside it (a window the garment
+    covers): the same cloth in another phase and under other shading, as a perfect swap
+    output would show it to ``output_patches``. Laid out as n outputs x K fabrics."""
+    assert swap.fabric_rows is not None
+    garments = shards.gather(swap.fabric_rows)  # (K, C, S, S) uint8
+    p = swap.fabrics.shape[-1]
+    rng = np.random.default_rng(seed)
+    windows = []
+    for g in garments:
+        mask = garment_mask(g).astype(np.float32)
+        cover = sliding_window_view(mask, (p, p)).mean(axis=(2, 3))  # (L, L)
+        ys, xs = np.nonzero(cover >= min(0.95, cover.max()))
+        windows.append((ys, xs))
+    patches = np.empty((n, len(garments), *swap.fabrics.shape[1:]), np.uint8)
+    for r in range(n):
+        for j, (g, (ys, xs)) in enumerate(zip(garments, windows, strict=True)):
+            w = rng.integers(len(ys))
+            patches[r, j] = g[:, ys[w] : ys[w] + p, xs[w] : xs[w] + p]
+    flat = patches.reshape(-1, *patches.shape[2:])
+    fake_outputs = np.zeros((n, len(garments), 1, 1, 1), np.uint8)  # unused: patches given
+    return {
+        "fabric_top1": fabric_retrieval(fake_outputs, swap.fabrics, flat),
+        "texture_top1": texture_retrieval(fake_outputs, swap.fabrics, flat),
+    }
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -185,7 +222,9 @@ def verdict(r: dict[str, Any]) -> str:
     return "met" if all(ok) else "MISSED"
 
 
-def table(size: int, rows: dict[str, dict[str, Any]], chance: float) -> str:
+def table(
+    size: int, rows: dict[str, dict[str, Any]], chance: float, ceiling: dict[str, float]
+) -> str:
     lines = [
         f"### {size} px (fabric patch {size // 4} px), K = {K}: chance {chance:.3f}",
         "",
@@ -194,6 +233,10 @@ def table(size: int, rows: dict[str, dict[str, Any]], chance: float) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [table_row(n, rows) for n in rows]
+    lines.append(
+        f"| ceiling: each fabric's own garment, cut elsewhere | {fmt(ceiling['fabric_top1'])} "
+        f"| {fmt(ceiling['texture_top1'])} | | | | | | |"
+    )
     lines.append("")
     for n in (n for n in JUDGED if n in rows):
         lines.append(
@@ -258,10 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for size in sizes:
         data = getattr(args, f"data{size}", None) or prepared(size, args.limit)
-        rows = measure(data, size, args, args.out)
-        results["sizes"][str(size)] = rows
+        rows, ceiling = measure(data, size, args, args.out)
+        results["sizes"][str(size)] = {**rows, "ceiling": ceiling}
         print()
-        print(table(size, rows, 1.0 / K))
+        print(table(size, rows, 1.0 / K, ceiling))
         print(flush=True)
     results["seconds"] = time.perf_counter() - t0
     print(f"total {results['seconds']:.0f} s; sheets in {args.out}")

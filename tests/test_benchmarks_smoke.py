@@ -45,6 +45,7 @@ EXPECTED: dict[str, list[str]] = {
         r"^\| control \| 0\.125 \| ",  # the fabric-blind control scores exactly chance
         r"^targets for gram \(",
         r"^\| code \| ",
+        r"^\| ceiling: each fabric.s own garment, cut elsewhere \| [\d.]+ \| [\d.]+ \|",
     ],
     "gpu_packing.py": [r"^\| 2 \| [\d.]+ \| [\d,]+ \| [\d,]+ \|"],
     "metric_inception.py": [r"^\| new fd \(the objective\) \| (-?[\d.]+|nan) \|"],

@@ -56,6 +56,7 @@ class SwapSet:
     sketches: np.ndarray  # (N, 1, S, S) uint8
     fabrics: np.ndarray  # (K, C, P, P) uint8
     labels: np.ndarray | None  # (N,) the sketches' garment classes
+    fabric_rows: np.ndarray | None = None  # (K,) the shard rows the fabrics were cut from
 
     @classmethod
     def draw(cls, shards: ShardSet, n: int, k: int, seed: int = SWAP_SEED) -> SwapSet:
@@ -73,7 +74,7 @@ class SwapSet:
         sketches, _ = shards.gather_pairs(sk_idx)
         _, fabrics = shards.gather_pairs(fb_idx)
         labels = shards.labels[sk_idx] if shards.num_classes > 1 else None
-        return cls(sketches, fabrics, labels)
+        return cls(sketches, fabrics, labels, fb_idx)
 
 
 @torch.no_grad()
