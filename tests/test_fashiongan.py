@@ -355,6 +355,15 @@ def test_sample_with_user_files(fg_run: Path, tmp_path: Path) -> None:
     proc = run_cli("sample", str(fg_run), "--n", "8", "--out", str(tmp_path / "g.png"))
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / "g.png").width == (12 * 34 + 2) * 2
+    # a slimmed copy (weights, meta and config, no task name) is still a fashiongan
+    state = torch.load(fg_run / "checkpoints" / "latest" / ckpt.STATE_FILE, weights_only=True)
+    slim = {k: state[k] for k in ("format_version", "config", "G", "G_ema", "E", "model_meta")}
+    (tmp_path / "slim").mkdir()
+    torch.save(slim, tmp_path / "slim" / ckpt.STATE_FILE)
+    files = ("--sketch", str(tmp_path / "sketch.png"), "--fabric", str(tmp_path / "fabric.jpg"))
+    proc = run_cli("sample", str(tmp_path / "slim"), *files, "--out", str(tmp_path / "s.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "s.png").size == (32, 32)
 
 
 def test_sample_bad_files_are_one_line(fg_run: Path, fmnist_small: Path, tmp_path: Path) -> None:

@@ -61,12 +61,11 @@ def sample(
     from fashion_tune.errors import FashionTuneError
     from fashion_tune.grids import make_grid
     from fashion_tune.metrics.stats import mirror_asymmetry
+    from fashion_tune.models.registry import family_kind
     from fashion_tune.sampling import fixed_noise, generate
     from fashion_tune.training import rebuild_generator
 
     check_image_out(out, "--out")
-    from fashion_tune.models.registry import family_kind
-
     state, cfg = load(checkpoint)
     if state.get("task") == "paired" or family_kind(cfg.model.arch) == "paired":
         from fashion_tune.cli.sample_pairs import sample_paired
