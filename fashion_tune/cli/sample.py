@@ -67,7 +67,7 @@ def sample(
 
     check_image_out(out, "--out")
     state, cfg = load(checkpoint)
-    if state.get("task") == "paired" or family_kind(cfg.model.arch) == "paired":
+    if family_kind(cfg.model.arch) == "paired":  # the config says it, also in a slim export
         from fashion_tune.cli.sample_pairs import sample_paired
 
         if class_ is not None or symmetrize:
